@@ -1,0 +1,139 @@
+/*
+ * api.c - the route table and the request pipeline shared by every route:
+ * match -> body limit -> content type -> JSON object -> authentication ->
+ * role -> handler.  Handlers only see requests that passed all of it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "jsonu.h"
+#include "log.h"
+
+const struct route api_routes[] = {
+	{ "GET", "/api/v1/health", ROUTE_PUBLIC, "health", h_health },
+	{ "GET", "/api/v1/me", ROUTE_AUTH, "me", h_me },
+};
+const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];
+
+void api_error(struct http_req *req, enum qc_err e, const char *detail)
+{
+	static const struct { enum qc_err e; const char *type; } types[] = {
+		{ QC_EINPUT, "invalid-input" }, { QC_EAUTH, "unauthorized" },
+		{ QC_EFORBIDDEN, "forbidden" }, { QC_ENOTFOUND, "not-found" },
+		{ QC_ECONFLICT, "conflict" }, { QC_ETOOBIG, "payload-too-large" },
+		{ QC_EQUOTA, "quota-exceeded" }, { QC_EUPSTREAM, "upstream-failure" },
+		{ QC_EDBDOWN, "database-unavailable" }, { QC_ETIMEOUT, "upstream-timeout" },
+		{ QC_ESTORAGE, "storage-exhausted" },
+	};
+	const char *type = "internal-error";
+	int status = qc_http_status(e);
+
+	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+		if (types[i].e == e)
+			type = types[i].type;
+	if (e == QC_EAUTH)
+		http_add_header(req, "WWW-Authenticate", "Bearer realm=\"quotacache\"");
+	if (e == QC_EDBDOWN)
+		http_add_header(req, "Retry-After", "1");
+	if (status == 500)
+		log_error("api", "%s %s failed: %s", req->method, req->path, qc_strerror(e));
+	http_problem(req, status, type, http_reason(status), detail ? detail : qc_strerror(e), NULL);
+}
+
+static int wants_body(const char *method)
+{
+	return strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+	       strcmp(method, "PATCH") == 0;
+}
+
+void api_handle(struct app *app, struct http_req *req)
+{
+	char err[256], detail[300];
+	enum qc_err rc;
+	unsigned flags;
+
+	if (!req->path) {
+		api_error(req, QC_ENOMEM, NULL);
+		return;
+	}
+	if (strlen(req->path) > ROUTE_MAX_PATH) {
+		http_problem(req, 414, "uri-too-long", http_reason(414),
+			     "the request path is longer than 4096 bytes", NULL);
+		return;
+	}
+	switch (route_match(api_routes, api_nroutes, req->method, req->path, &req->match)) {
+	case ROUTE_FOUND:
+		break;
+	case ROUTE_NOT_FOUND:
+		snprintf(detail, sizeof detail, "no route for %.200s", req->path);
+		http_problem(req, 404, "not-found", "Not Found", detail, NULL);
+		return;
+	case ROUTE_BAD_METHOD:
+		http_add_header(req, "Allow", req->match.allow);
+		snprintf(detail, sizeof detail, "method %.16s is not allowed here; allowed: %s",
+			 req->method, req->match.allow);
+		http_problem(req, 405, "method-not-allowed", "Method Not Allowed", detail, NULL);
+		return;
+	case ROUTE_BAD_PATH:
+		http_problem(req, 400, "invalid-path", "Bad Request",
+			     "the path has a bad %-encoding or a control character (such as %00)", NULL);
+		return;
+	case ROUTE_NOMEM:
+		api_error(req, QC_ENOMEM, NULL);
+		return;
+	}
+	flags = req->match.route->flags;
+
+	if (app->cfg.allow_test_clock) {
+		const char *t = http_getenv(req, "HTTP_X_QC_TEST_NOW");
+		if (t && *t)
+			req->now = (time_t)strtoll(t, NULL, 10);
+	}
+	if (wants_body(req->method)) {
+		rc = http_read_body(req, (size_t)app->cfg.max_body);
+		if (rc == QC_ETOOBIG) {
+			snprintf(detail, sizeof detail, "the request body is larger than %lld bytes",
+				 app->cfg.max_body);
+			http_problem(req, 413, "payload-too-large", http_reason(413), detail, NULL);
+			return;
+		}
+		if (rc != QC_OK) {
+			api_error(req, rc == QC_EIO ? QC_EINPUT : rc, "the request body could not be read");
+			return;
+		}
+	}
+	if (flags & ROUTE_JSON) {
+		if (!jsonu_is_json_type(req->content_type)) {
+			http_problem(req, 415, "unsupported-media-type", http_reason(415),
+				     "the request body must be sent as Content-Type: application/json", NULL);
+			return;
+		}
+		if (jsonu_parse_object(req->body, req->body_len, &req->json, err, sizeof err) < 0) {
+			api_error(req, QC_EINPUT, err);
+			return;
+		}
+	}
+	if (flags & (ROUTE_AUTH | ROUTE_ADMIN)) {
+		rc = auth_authenticate(app->db, req->authorization, req->now,
+				       app->cfg.auth_cache_seconds, &req->user);
+		if (rc == QC_EAUTH) {
+			api_error(req, rc, req->authorization
+				  ? "the API key is invalid or revoked"
+				  : "send the API key as 'Authorization: Bearer <key>'");
+			return;
+		}
+		if (rc != QC_OK) {
+			api_error(req, rc, NULL);
+			return;
+		}
+		if ((flags & ROUTE_ADMIN) && !req->user.is_admin) {
+			api_error(req, QC_EFORBIDDEN, "this route needs an admin key");
+			return;
+		}
+	}
+	req->match.route->handler(app, req);
+	if (!req->sent)
+		api_error(req, QC_EIO, "the handler produced no answer");
+}

@@ -1,0 +1,38 @@
+/*
+ * app.h - the state of one worker process: its configuration, its database
+ * connection, and short-lived read caches.  Nothing here is needed by any
+ * other worker; all shared state lives in MariaDB.
+ */
+#ifndef QC_APP_H
+#define QC_APP_H
+
+#include <time.h>
+
+#include "config.h"
+#include "db.h"
+#include "http.h"
+
+struct app {
+	struct config cfg;
+	struct db *db;
+	/* health: answered from this 1-second read cache */
+	time_t health_at;
+	int health_db_ok;
+	long long health_schema;
+};
+
+/* Route, read and check the body, authenticate, run the handler, answer. */
+void api_handle(struct app *app, struct http_req *req);
+
+/* The route table (for tests and the OpenAPI check). */
+extern const struct route api_routes[];
+extern const size_t api_nroutes;
+
+/* Answer req with the problem matching error e (detail may be NULL). */
+void api_error(struct http_req *req, enum qc_err e, const char *detail);
+
+/* Handlers (thin: parse, call a module, answer). */
+void h_health(struct app *, struct http_req *);
+void h_me(struct app *, struct http_req *);
+
+#endif

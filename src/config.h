@@ -1,0 +1,75 @@
+/*
+ * config.h - quotacache settings: defaults, a "key = value" file, then
+ * environment overrides (QC_<KEY in upper case>), then secrets read from
+ * files that must not be world-readable.
+ *
+ * A struct config owns every string it points to; config_release() frees them.
+ */
+#ifndef QC_CONFIG_H
+#define QC_CONFIG_H
+
+#include <stddef.h>
+
+struct config {
+	/* database */
+	char *db_socket;         /* unix socket path; NULL or "" => TCP */
+	char *db_host;
+	long long db_port;
+	char *db_user;
+	char *db_name;
+	char *db_password;       /* from db_password_file or QC_DB_PASSWORD */
+	char *db_password_file;
+	/* http */
+	long long max_body;      /* bytes; bigger request bodies get 413 */
+	long long auth_cache_seconds;
+	/* paths, logging */
+	char *sql_dir;
+	char *log_level;
+	/* quota */
+	long long reservation_ttl;   /* seconds an uncommitted reservation lives */
+	long long allow_test_clock;  /* 1: honour X-QC-Test-Now (tests only) */
+	/* cache */
+	long long cache_max_entry;       /* bytes */
+	long long cache_user_max_bytes;  /* bytes per user */
+	char *cache_saving_system;       /* dollars per hit, decimal text */
+	char *cache_saving_session;
+	char *cache_saving_content;
+	/* upstream */
+	char *upstream_base_url;
+	char *upstream_model;
+	char *upstream_key;
+	char *upstream_key_file;
+	long long upstream_connect_timeout_ms;
+	long long upstream_timeout_ms;
+	long long upstream_retries;
+	long long upstream_backoff_ms;
+	char *upstream_prices;   /* "model:in_per_1k:out_per_1k,..." */
+	char *prompts_dir;
+};
+
+/* Fill c with built-in defaults.  Returns 0, or -1 on allocation failure. */
+int config_defaults(struct config *c);
+
+/*
+ * Load defaults, then the file at path (NULL: $QC_CONFIG, or none), then the
+ * environment, then secret files.  On error returns -1 with a lowercase
+ * message in err (c is left released).
+ */
+int config_load(struct config *c, const char *path, char *err, size_t errlen);
+
+/* Set one key by name from text.  Returns 0, or -1 with err filled. */
+int config_set(struct config *c, const char *key, const char *value,
+	       char *err, size_t errlen);
+
+/* Parse "key = value" lines from a buffer (comments with '#').  0 or -1. */
+int config_parse(struct config *c, const char *text, char *err, size_t errlen);
+
+/*
+ * Read a secret from path: refused (-1) when the file is world-readable or
+ * unreadable.  Trailing newlines are stripped.  The caller frees *out.
+ */
+int config_read_secret(const char *path, char **out, char *err, size_t errlen);
+
+void config_release(struct config *c);
+
+#endif

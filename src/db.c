@@ -1,0 +1,493 @@
+/*
+ * db.c - MariaDB Connector/C wrapper: one connection, a cache of prepared
+ * statements keyed by SQL text, bounded retry of 1213/1205, reconnection.
+ *
+ * Invariant: when conn is NULL the statement cache is empty (statements die
+ * with their connection).
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mysql.h>
+#include <errmsg.h>
+#include <mysqld_error.h>
+
+#include "db.h"
+#include "log.h"
+
+#define DB_MAX_STMTS 96
+#define DB_MAX_PARAMS 32
+#define DB_RETRIES 50     /* SPEC §7: up to ~40 retries seen under a Galera burst */
+
+struct stmt_slot {
+	const char *sql;        /* borrowed: statements are string literals */
+	MYSQL_STMT *stmt;
+};
+
+struct db {
+	const struct config *cfg;
+	MYSQL *conn;
+	struct stmt_slot stmts[DB_MAX_STMTS];
+	unsigned nstmts;
+	unsigned last_errno;
+	char last_error[256];
+	unsigned long reconnects;
+	int ever_connected;
+	time_t last_ok;
+};
+
+struct db *db_new(const struct config *cfg)
+{
+	struct db *db = calloc(1, sizeof *db);
+	if (db)
+		db->cfg = cfg;
+	return db;
+}
+
+static void db_disconnect(struct db *db)
+{
+	for (unsigned i = 0; i < db->nstmts; i++)
+		mysql_stmt_close(db->stmts[i].stmt);
+	db->nstmts = 0;
+	if (db->conn)
+		mysql_close(db->conn);
+	db->conn = NULL;
+}
+
+void db_free(struct db *db)
+{
+	if (!db)
+		return;
+	db_disconnect(db);
+	free(db);
+}
+
+static void set_err(struct db *db, unsigned no, const char *msg)
+{
+	db->last_errno = no;
+	snprintf(db->last_error, sizeof db->last_error, "%s", msg ? msg : "");
+}
+
+static int is_conn_error(unsigned no)
+{
+	switch (no) {
+	case CR_SERVER_GONE_ERROR: case CR_SERVER_LOST: case CR_CONNECTION_ERROR:
+	case CR_CONN_HOST_ERROR: case CR_SERVER_LOST_EXTENDED: case ER_CONNECTION_KILLED:
+	case ER_SERVER_SHUTDOWN: case 4031 /* ER_CLIENT_INTERACTION_TIMEOUT */:
+	case CR_COMMANDS_OUT_OF_SYNC:
+		return 1;
+	}
+	return 0;
+}
+
+enum qc_err db_connect(struct db *db)
+{
+	const struct config *c = db->cfg;
+	unsigned int timeout = 2;
+	const char *sock = c->db_socket && *c->db_socket ? c->db_socket : NULL;
+
+	if (db->conn)
+		return QC_OK;
+	if (!(db->conn = mysql_init(NULL)))
+		return QC_ENOMEM;
+	mysql_options(db->conn, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+	mysql_options(db->conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+	mysql_options(db->conn, MYSQL_INIT_COMMAND, "SET time_zone = '+00:00'");
+	if (!mysql_real_connect(db->conn, sock ? NULL : c->db_host, c->db_user,
+				c->db_password, c->db_name, (unsigned)c->db_port, sock,
+				CLIENT_MULTI_STATEMENTS | CLIENT_MULTI_RESULTS)) {
+		set_err(db, mysql_errno(db->conn), mysql_error(db->conn));
+		log_error("db", "connect failed: %s", db->last_error);
+		mysql_close(db->conn);
+		db->conn = NULL;
+		return QC_EDBDOWN;
+	}
+	if (db->ever_connected) {
+		db->reconnects++;
+		log_info("db", "reconnected to database");
+	}
+	db->ever_connected = 1;
+	db->last_ok = time(NULL);
+	return QC_OK;
+}
+
+int db_is_connected(const struct db *db) { return db->conn != NULL; }
+unsigned long db_reconnects(const struct db *db) { return db->reconnects; }
+unsigned db_errno(const struct db *db) { return db->last_errno; }
+const char *db_error(const struct db *db) { return db->last_error; }
+unsigned long long db_insert_id(struct db *db)
+{
+	return db->conn ? mysql_insert_id(db->conn) : 0;
+}
+
+static MYSQL_STMT *get_stmt(struct db *db, const char *sql)
+{
+	MYSQL_STMT *st;
+
+	for (unsigned i = 0; i < db->nstmts; i++)
+		if (db->stmts[i].sql == sql)
+			return db->stmts[i].stmt;
+	if (!(st = mysql_stmt_init(db->conn))) {
+		set_err(db, CR_OUT_OF_MEMORY, "out of memory");
+		return NULL;
+	}
+	if (mysql_stmt_prepare(st, sql, strlen(sql))) {
+		set_err(db, mysql_stmt_errno(st), mysql_stmt_error(st));
+		log_error("db", "prepare failed (%u): %s", db->last_errno, db->last_error);
+		mysql_stmt_close(st);
+		return NULL;
+	}
+	my_bool on = 1;
+	mysql_stmt_attr_set(st, STMT_ATTR_UPDATE_MAX_LENGTH, &on);
+	if (db->nstmts == DB_MAX_STMTS) {   /* full: drop the oldest */
+		mysql_stmt_close(db->stmts[0].stmt);
+		memmove(db->stmts, db->stmts + 1, sizeof db->stmts[0] * (DB_MAX_STMTS - 1));
+		db->nstmts--;
+	}
+	db->stmts[db->nstmts].sql = sql;
+	db->stmts[db->nstmts].stmt = st;
+	db->nstmts++;
+	return st;
+}
+
+static void forget_stmt(struct db *db, MYSQL_STMT *st)
+{
+	for (unsigned i = 0; i < db->nstmts; i++)
+		if (db->stmts[i].stmt == st) {
+			mysql_stmt_close(st);
+			db->stmts[i] = db->stmts[--db->nstmts];
+			return;
+		}
+}
+
+static void bind_params(MYSQL_BIND *b, const struct db_val *p, unsigned np)
+{
+	memset(b, 0, sizeof *b * np);
+	for (unsigned i = 0; i < np; i++) {
+		switch (p[i].t) {
+		case DBT_NULL:
+			b[i].buffer_type = MYSQL_TYPE_NULL;
+			break;
+		case DBT_INT:
+			b[i].buffer_type = MYSQL_TYPE_LONGLONG;
+			b[i].buffer = (void *)&p[i].i;
+			break;
+		case DBT_DOUBLE:
+			b[i].buffer_type = MYSQL_TYPE_DOUBLE;
+			b[i].buffer = (void *)&p[i].d;
+			break;
+		case DBT_STR:
+			b[i].buffer_type = MYSQL_TYPE_BLOB;
+			b[i].buffer = (void *)(p[i].s ? p[i].s : "");
+			b[i].buffer_length = p[i].len;
+			break;
+		}
+	}
+}
+
+/* Fetch the current result set of st into a db_rows.  0 or -1 (ENOMEM/db). */
+static enum qc_err fetch_rows(struct db *db, MYSQL_STMT *st, struct db_rows **out)
+{
+	unsigned ncols = mysql_stmt_field_count(st);
+	MYSQL_RES *meta = NULL;
+	MYSQL_FIELD *fields;
+	MYSQL_BIND *rb = NULL;
+	unsigned long *lens = NULL;
+	my_bool *nulls = NULL;
+	struct db_rows *r = NULL;
+	enum qc_err rc = QC_ENOMEM;
+	unsigned long long nrows;
+
+	if (mysql_stmt_store_result(st)) {
+		set_err(db, mysql_stmt_errno(st), mysql_stmt_error(st));
+		return is_conn_error(db->last_errno) ? QC_EDBDOWN : QC_EDB;
+	}
+	/* metadata taken after store_result carries the max_length values */
+	if (!(meta = mysql_stmt_result_metadata(st)))
+		goto out;
+	fields = mysql_fetch_fields(meta);
+	nrows = mysql_stmt_num_rows(st);
+	if (!(r = calloc(1, sizeof *r)))
+		goto out;
+	r->ncols = ncols;
+	r->nrows = (unsigned)nrows;
+	if (nrows && ncols) {
+		r->cells = calloc(nrows * ncols, sizeof *r->cells);
+		r->lens = calloc(nrows * ncols, sizeof *r->lens);
+		if (!r->cells || !r->lens)
+			goto out;
+	}
+	rb = calloc(ncols ? ncols : 1, sizeof *rb);
+	lens = calloc(ncols ? ncols : 1, sizeof *lens);
+	nulls = calloc(ncols ? ncols : 1, sizeof *nulls);
+	if (!rb || !lens || !nulls)
+		goto out;
+	for (unsigned row = 0; row < r->nrows; row++) {
+		for (unsigned c = 0; c < ncols; c++) {
+			size_t cap = (fields[c].max_length > 63 ? (size_t)fields[c].max_length : 63) + 1;
+			char *buf = malloc(cap);
+			if (!buf)
+				goto out;
+			r->cells[row * ncols + c] = buf;
+			memset(&rb[c], 0, sizeof rb[c]);
+			rb[c].buffer_type = MYSQL_TYPE_STRING;
+			rb[c].buffer = buf;
+			rb[c].buffer_length = cap;
+			rb[c].length = &lens[c];
+			rb[c].is_null = &nulls[c];
+		}
+		if (mysql_stmt_bind_result(st, rb)) {
+			set_err(db, mysql_stmt_errno(st), mysql_stmt_error(st));
+			rc = QC_EDB;
+			goto out;
+		}
+		int f = mysql_stmt_fetch(st);
+		if (f == 1 || f == MYSQL_NO_DATA) {
+			set_err(db, mysql_stmt_errno(st), mysql_stmt_error(st));
+			rc = QC_EDB;
+			goto out;
+		}
+		for (unsigned c = 0; c < ncols; c++) {
+			unsigned i = row * ncols + c;
+			if (nulls[c]) {
+				free(r->cells[i]);
+				r->cells[i] = NULL;
+				continue;
+			}
+			if (lens[c] >= rb[c].buffer_length) {   /* truncated: fetch whole */
+				char *big = realloc(r->cells[i], (size_t)lens[c] + 1);
+				if (!big)
+					goto out;
+				r->cells[i] = big;
+				rb[c].buffer = big;
+				rb[c].buffer_length = lens[c] + 1;
+				if (mysql_stmt_fetch_column(st, &rb[c], c, 0)) {
+					set_err(db, mysql_stmt_errno(st), mysql_stmt_error(st));
+					rc = QC_EDB;
+					goto out;
+				}
+			}
+			r->cells[i][lens[c]] = 0;
+			r->lens[i] = lens[c];
+		}
+	}
+	*out = r;
+	r = NULL;
+	rc = QC_OK;
+out:
+	free(rb);
+	free(lens);
+	free(nulls);
+	db_rows_free(r);
+	if (meta)
+		mysql_free_result(meta);
+	mysql_stmt_free_result(st);
+	return rc;
+}
+
+static void backoff(int attempt)
+{
+	unsigned cap = attempt < 8 ? (1u << attempt) : 256u;   /* ms */
+	unsigned ms = 1 + (unsigned)(rand() % (int)cap);
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static int is_read_only(const char *sql)
+{
+	while (*sql == ' ' || *sql == '\n' || *sql == '\t')
+		sql++;
+	return strncasecmp(sql, "SELECT", 6) == 0;
+}
+
+/* One attempt.  Returns QC_OK, or error with db->last_errno set. */
+static enum qc_err run_once(struct db *db, const char *sql, const struct db_val *p,
+			    unsigned np, struct db_rows **out, unsigned long long *affected)
+{
+	MYSQL_BIND pb[DB_MAX_PARAMS];
+	MYSQL_STMT *st;
+	enum qc_err rc;
+
+	if ((rc = db_connect(db)) != QC_OK)
+		return rc;
+	if (!(st = get_stmt(db, sql)))
+		return is_conn_error(db->last_errno) ? QC_EDBDOWN : QC_EDB;
+	if (np > DB_MAX_PARAMS || mysql_stmt_param_count(st) != np) {
+		set_err(db, 0, "parameter count mismatch");
+		log_error("db", "parameter count mismatch for: %.60s", sql);
+		return QC_EDB;
+	}
+	if (np) {
+		bind_params(pb, p, np);
+		if (mysql_stmt_bind_param(st, pb))
+			goto stmt_err;
+	}
+	if (mysql_stmt_execute(st))
+		goto stmt_err;
+	if (affected)
+		*affected = mysql_stmt_affected_rows(st);
+	if (mysql_stmt_field_count(st) > 0) {
+		rc = QC_OK;
+		if (out)
+			rc = fetch_rows(db, st, out);
+		else
+			mysql_stmt_free_result(st);
+		if (rc != QC_OK)
+			return rc;
+	} else if (out) {
+		*out = calloc(1, sizeof **out);
+		if (!*out)
+			return QC_ENOMEM;
+	}
+	/* CALL returns extra result sets (at least the status); drain them */
+	while (mysql_stmt_more_results(st)) {
+		int nr = mysql_stmt_next_result(st);
+		if (nr > 0)
+			goto stmt_err;
+		if (nr < 0)
+			break;
+		if (mysql_stmt_field_count(st) > 0) {
+			mysql_stmt_store_result(st);
+			mysql_stmt_free_result(st);
+		}
+	}
+	db->last_ok = time(NULL);
+	db->last_errno = 0;
+	db->last_error[0] = 0;
+	return QC_OK;
+stmt_err:
+	set_err(db, mysql_stmt_errno(st), mysql_stmt_error(st));
+	if (out && *out) {
+		db_rows_free(*out);
+		*out = NULL;
+	}
+	if (db->last_errno == ER_NEED_REPREPARE || db->last_errno == ER_UNKNOWN_STMT_HANDLER)
+		forget_stmt(db, st);
+	return is_conn_error(db->last_errno) ? QC_EDBDOWN : QC_EDB;
+}
+
+static enum qc_err run(struct db *db, const char *sql, const struct db_val *p,
+		       unsigned np, struct db_rows **out, unsigned long long *affected)
+{
+	enum qc_err rc;
+	int reconnected = 0;
+
+	if (out)
+		*out = NULL;
+	/* An idle connection may have died quietly (server restart): ping it
+	 * before a write, whose loss we could not safely retry. */
+	if (db->conn && !is_read_only(sql) && time(NULL) - db->last_ok > 2 &&
+	    mysql_ping(db->conn) != 0)
+		db_disconnect(db);
+	for (int attempt = 0;; attempt++) {
+		rc = run_once(db, sql, p, np, out, affected);
+		if (rc == QC_OK)
+			return QC_OK;
+		if (rc == QC_EDBDOWN || is_conn_error(db->last_errno)) {
+			db_disconnect(db);
+			/* a read is safe to repeat once on a fresh connection */
+			if (!reconnected && is_read_only(sql) && db->last_errno != CR_CONNECTION_ERROR) {
+				reconnected = 1;
+				continue;
+			}
+			log_error("db", "connection lost (%u): %s", db->last_errno, db->last_error);
+			return QC_EDBDOWN;
+		}
+		if ((db->last_errno == ER_LOCK_DEADLOCK || db->last_errno == ER_LOCK_WAIT_TIMEOUT)
+		    && attempt < DB_RETRIES) {
+			/* the failed transaction was rolled back; make sure no
+			 * half-open one stays on this connection */
+			mysql_query(db->conn, "ROLLBACK");
+			backoff(attempt);
+			continue;
+		}
+		if (db->last_errno == ER_NEED_REPREPARE && attempt < 2)
+			continue;
+		if (db->last_errno != ER_SIGNAL_EXCEPTION)
+			log_error("db", "query failed (%u): %s", db->last_errno, db->last_error);
+		return rc;
+	}
+}
+
+enum qc_err db_query(struct db *db, const char *sql, const struct db_val *p,
+		     unsigned np, struct db_rows **out)
+{
+	return run(db, sql, p, np, out, NULL);
+}
+
+enum qc_err db_exec(struct db *db, const char *sql, const struct db_val *p,
+		    unsigned np, unsigned long long *affected)
+{
+	return run(db, sql, p, np, NULL, affected);
+}
+
+enum qc_err db_exec_script(struct db *db, const char *sql)
+{
+	enum qc_err rc;
+	int status;
+
+	if ((rc = db_connect(db)) != QC_OK)
+		return rc;
+	if (mysql_real_query(db->conn, sql, strlen(sql)))
+		goto err;
+	do {
+		MYSQL_RES *res = mysql_store_result(db->conn);
+		if (res)
+			mysql_free_result(res);
+		else if (mysql_field_count(db->conn))
+			goto err;
+		status = mysql_next_result(db->conn);
+		if (status > 0)
+			goto err;
+	} while (status == 0);
+	return QC_OK;
+err:
+	set_err(db, mysql_errno(db->conn), mysql_error(db->conn));
+	if (is_conn_error(db->last_errno)) {
+		db_disconnect(db);
+		return QC_EDBDOWN;
+	}
+	return QC_EDB;
+}
+
+void db_rows_free(struct db_rows *r)
+{
+	if (!r)
+		return;
+	if (r->cells)
+		for (unsigned i = 0; i < r->nrows * r->ncols; i++)
+			free(r->cells[i]);
+	free(r->cells);
+	free(r->lens);
+	free(r);
+}
+
+const char *db_cell(const struct db_rows *r, unsigned row, unsigned col)
+{
+	if (!r || row >= r->nrows || col >= r->ncols)
+		return NULL;
+	return r->cells[row * r->ncols + col];
+}
+
+long long db_cell_ll(const struct db_rows *r, unsigned row, unsigned col)
+{
+	const char *s = db_cell(r, row, col);
+	return s ? strtoll(s, NULL, 10) : 0;
+}
+
+unsigned long db_cell_len(const struct db_rows *r, unsigned row, unsigned col)
+{
+	if (!r || row >= r->nrows || col >= r->ncols)
+		return 0;
+	return r->lens[row * r->ncols + col];
+}
+
+int db_cell_null(const struct db_rows *r, unsigned row, unsigned col)
+{
+	return db_cell(r, row, col) == NULL;
+}

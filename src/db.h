@@ -1,0 +1,85 @@
+/*
+ * db.h - the one MariaDB connection of a process, its prepared statements,
+ * and reconnection.
+ *
+ * Every query that carries a value goes through db_query()/db_exec(), which
+ * prepare the statement once per connection (cached by SQL text) and bind
+ * parameters; no SQL is ever built from input.  A lost connection is closed
+ * and reopened on the next call; while the server is down calls fail with
+ * QC_EDBDOWN.  Deadlocks and Galera certification conflicts (1213) and lock
+ * wait timeouts (1205) are retried a bounded number of times with jitter.
+ */
+#ifndef QC_DB_H
+#define QC_DB_H
+
+#include <stddef.h>
+#include <string.h>
+
+#include "config.h"
+#include "qc.h"
+
+struct db;
+
+enum db_type { DBT_NULL, DBT_INT, DBT_STR, DBT_DOUBLE };
+
+struct db_val {
+	enum db_type t;
+	long long i;
+	double d;
+	const char *s;
+	size_t len;
+};
+
+#define DB_INT(x)    ((struct db_val){ .t = DBT_INT, .i = (long long)(x) })
+#define DB_DBL(x)    ((struct db_val){ .t = DBT_DOUBLE, .d = (x) })
+#define DB_STR(x)    ((struct db_val){ .t = DBT_STR, .s = (x), .len = strlen(x) })
+#define DB_BLOB(x, n) ((struct db_val){ .t = DBT_STR, .s = (x), .len = (n) })
+#define DB_NULLV     ((struct db_val){ .t = DBT_NULL })
+
+/* A fully fetched result: every cell as text (NULL pointer = SQL NULL). */
+struct db_rows {
+	unsigned nrows, ncols;
+	char **cells;            /* nrows * ncols, each NUL-terminated */
+	unsigned long *lens;     /* byte length of each cell */
+};
+
+/* Allocate a handle; does not connect.  Borrowed config must outlive it. */
+struct db *db_new(const struct config *cfg);
+/* Close and free; db may be NULL. */
+void db_free(struct db *db);
+
+/* Connect if not connected.  QC_OK, or QC_EDBDOWN with the reason logged. */
+enum qc_err db_connect(struct db *db);
+/* 1 if a connection is open. */
+int db_is_connected(const struct db *db);
+/* How many times this handle reconnected after losing a connection. */
+unsigned long db_reconnects(const struct db *db);
+
+/*
+ * Run a statement returning rows.  On QC_OK *out holds the first result set
+ * (caller frees with db_rows_free).  Errors: QC_EDBDOWN, QC_EDB, QC_ENOMEM.
+ */
+enum qc_err db_query(struct db *db, const char *sql, const struct db_val *p,
+		     unsigned np, struct db_rows **out);
+
+/* Run a statement without rows; *affected (may be NULL) gets the count. */
+enum qc_err db_exec(struct db *db, const char *sql, const struct db_val *p,
+		    unsigned np, unsigned long long *affected);
+
+/* Run trusted SQL text (several statements allowed; no values).  Migrations. */
+enum qc_err db_exec_script(struct db *db, const char *sql);
+
+/* Last insert id of this connection. */
+unsigned long long db_insert_id(struct db *db);
+/* MariaDB error number / text of the last failure (0 / "" if none). */
+unsigned db_errno(const struct db *db);
+const char *db_error(const struct db *db);
+
+void db_rows_free(struct db_rows *r);
+/* Cell accessors; NULL/0 when out of range or SQL NULL. */
+const char *db_cell(const struct db_rows *r, unsigned row, unsigned col);
+long long db_cell_ll(const struct db_rows *r, unsigned row, unsigned col);
+unsigned long db_cell_len(const struct db_rows *r, unsigned row, unsigned col);
+int db_cell_null(const struct db_rows *r, unsigned row, unsigned col);
+
+#endif

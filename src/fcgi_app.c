@@ -1,0 +1,78 @@
+/*
+ * fcgi_app.c - the worker process: load configuration, open the database,
+ * run the FCGX_Accept_r loop until SIGTERM, then release everything.
+ * Only the accept loop lives here; each request goes to api_handle().
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <fcgiapp.h>
+#include <mysql.h>
+
+#include "app.h"
+#include "log.h"
+
+static volatile sig_atomic_t stopping;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stopping = 1;
+	FCGX_ShutdownPending();   /* makes a blocked accept return */
+}
+
+int main(int argc, char **argv)
+{
+	struct app app;
+	FCGX_Request freq;
+	struct sigaction sa;
+	char err[512];
+	const char *cfgpath = NULL;
+	int lvl;
+
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+			cfgpath = argv[++i];
+	memset(&app, 0, sizeof app);
+	if (config_load(&app.cfg, cfgpath, err, sizeof err) < 0) {
+		log_error("main", "%s", err);
+		return 1;
+	}
+	if ((lvl = log_parse_level(app.cfg.log_level)) >= 0)
+		log_set_level((enum log_level)lvl);
+	if (mysql_library_init(0, NULL, NULL) || !(app.db = db_new(&app.cfg))) {
+		log_error("main", "cannot initialise the database library");
+		config_release(&app.cfg);
+		return 1;
+	}
+	db_connect(app.db);   /* failure is fine: requests answer 503 and retry */
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_term;   /* no SA_RESTART: accept() must be interrupted */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	FCGX_Init();
+	FCGX_InitRequest(&freq, 0, FCGI_FAIL_ACCEPT_ON_INTR);
+	log_info("main", "worker started (version %s)", QC_VERSION);
+	while (!stopping && FCGX_Accept_r(&freq) >= 0) {
+		struct http_req req;
+
+		http_req_init(&req, &freq);
+		log_set_request_id(req.id);
+		api_handle(&app, &req);
+		log_set_request_id(NULL);
+		http_req_release(&req);
+		FCGX_Finish_r(&freq);
+	}
+	FCGX_Free(&freq, 1);
+	log_info("main", "worker stopping");
+	db_free(app.db);
+	config_release(&app.cfg);
+	mysql_library_end();
+	return 0;
+}

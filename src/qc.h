@@ -1,0 +1,39 @@
+/*
+ * qc.h - the one error enum of quotacache, shared by every module.
+ *
+ * Functions that can fail return enum qc_err (QC_OK == 0).  The mapping from
+ * an error to an HTTP status lives in one place: qc_http_status().
+ */
+#ifndef QC_QC_H
+#define QC_QC_H
+
+#include <stddef.h>
+
+#define QC_VERSION "0.1.0"
+
+enum qc_err {
+	QC_OK = 0,
+	QC_ENOMEM,      /* allocation failed */
+	QC_EDB,         /* database error (bad statement, constraint, ...) */
+	QC_EDBDOWN,     /* database unreachable: connection lost or refused */
+	QC_EINPUT,      /* caller's input is invalid */
+	QC_EAUTH,       /* missing or invalid credentials */
+	QC_EFORBIDDEN,  /* authenticated but not allowed */
+	QC_ENOTFOUND,   /* no such object (or not the caller's) */
+	QC_ECONFLICT,   /* object in a state that forbids the operation */
+	QC_EQUOTA,      /* quota exceeded */
+	QC_ETOOBIG,     /* payload over a limit */
+	QC_EUPSTREAM,   /* upstream LLM failed */
+	QC_ETIMEOUT,    /* upstream timed out */
+	QC_ECONFIG,     /* configuration invalid */
+	QC_EIO,         /* file or system call failed */
+	QC_ESTORAGE     /* storage quota exhausted */
+};
+
+/* Short lowercase description of an error code; never NULL. */
+const char *qc_strerror(enum qc_err e);
+
+/* HTTP status that answers a request failing with e. */
+int qc_http_status(enum qc_err e);
+
+#endif

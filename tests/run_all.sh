@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# run_all.sh BUILDDIR SRCDIR - run every test suite (unit, then integration
+# against a private MariaDB + lighttpd) and end with "N passed, N failed".
+# Each suite prints TAP lines ("ok N - ..." / "not ok N - ..."); a suite that
+# exits non-zero without a failing line counts as one failure.
+set -u
+BUILD=${1:?builddir}; SRC=${2:?srcdir}
+export QC_BUILD=$BUILD QC_SRC=$SRC
+OUT=$BUILD/tests/out
+mkdir -p "$OUT"
+pass=0; fail=0
+
+run_suite() {   # name command...
+	local name=$1; shift
+	local log=$OUT/$name.log
+	echo "== $name"
+	"$@" >"$log" 2>&1
+	local rc=$?
+	local p f
+	p=$(grep -c '^ok ' "$log")
+	f=$(grep -c '^not ok ' "$log")
+	grep -E '^(not ok|Bail out)' "$log" | sed 's/^/   /'
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "   $name exited $rc without a failing check; last lines:"
+		tail -n 15 "$log" | sed 's/^/   | /'
+		f=1
+	fi
+	echo "   $p passed, $f failed ($log)"
+	pass=$((pass + p)); fail=$((fail + f))
+}
+
+for t in "$BUILD"/tests/unit/test_*; do
+	[ -x "$t" ] && [ -f "$t" ] || continue
+	case "$t" in *.c|*.h|*.o|*.log|*.trs) continue ;; esac
+	run_suite "unit-$(basename "$t")" "$t"
+done
+
+if [ "${QC_SKIP_INTEGRATION:-0}" != 1 ]; then
+	run_suite integration bash "$SRC/tests/integration/run.sh"
+fi
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
