@@ -14,6 +14,18 @@
 const struct route api_routes[] = {
 	{ "GET", "/api/v1/health", ROUTE_PUBLIC, "health", h_health },
 	{ "GET", "/api/v1/me", ROUTE_AUTH, "me", h_me },
+	{ "GET", "/api/v1/quota/status", ROUTE_AUTH, "quota_status", h_quota_status },
+	{ "GET", "/api/v1/quota/plans", ROUTE_PUBLIC, "quota_plans", h_quota_plans },
+	{ "POST", "/api/v1/quota/check", ROUTE_AUTH | ROUTE_JSON, "quota_check", h_quota_check },
+	{ "POST", "/api/v1/quota/reserve", ROUTE_AUTH | ROUTE_JSON, "quota_reserve", h_quota_reserve },
+	{ "POST", "/api/v1/quota/commit", ROUTE_AUTH | ROUTE_JSON, "quota_commit", h_quota_commit },
+	{ "POST", "/api/v1/quota/release", ROUTE_AUTH | ROUTE_JSON, "quota_release", h_quota_release },
+	{ "GET", "/api/v1/quota/users/{id}", ROUTE_ADMIN, "quota_user", h_quota_user },
+	{ "PUT", "/api/v1/quota/users/{id}/plan", ROUTE_ADMIN | ROUTE_JSON, "quota_set_plan", h_quota_set_plan },
+	{ "PUT", "/api/v1/quota/users/{id}/override", ROUTE_ADMIN | ROUTE_JSON, "quota_set_override",
+	  h_quota_set_override },
+	{ "DELETE", "/api/v1/quota/users/{id}/override", ROUTE_ADMIN, "quota_clear_override",
+	  h_quota_clear_override },
 };
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];
 

@@ -34,5 +34,15 @@ void api_error(struct http_req *req, enum qc_err e, const char *detail);
 /* Handlers (thin: parse, call a module, answer). */
 void h_health(struct app *, struct http_req *);
 void h_me(struct app *, struct http_req *);
+void h_quota_status(struct app *, struct http_req *);
+void h_quota_plans(struct app *, struct http_req *);
+void h_quota_check(struct app *, struct http_req *);
+void h_quota_reserve(struct app *, struct http_req *);
+void h_quota_commit(struct app *, struct http_req *);
+void h_quota_release(struct app *, struct http_req *);
+void h_quota_user(struct app *, struct http_req *);
+void h_quota_set_plan(struct app *, struct http_req *);
+void h_quota_set_override(struct app *, struct http_req *);
+void h_quota_clear_override(struct app *, struct http_req *);
 
 #endif

@@ -1,6 +1,10 @@
 /*
  * qc.c - error strings and the single error -> HTTP status mapping.
  */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
 #include "qc.h"
 
 const char *qc_strerror(enum qc_err e)
@@ -45,4 +49,26 @@ int qc_http_status(enum qc_err e)
 		break;
 	}
 	return 500;
+}
+
+void qc_iso8601(long long t, char out[32])
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (!gmtime_r(&tt, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(out, 32, "1970-01-01T00:00:00Z");
+}
+
+int qc_parse_iso8601(const char *s, long long *t)
+{
+	struct tm tm;
+	const char *end;
+
+	memset(&tm, 0, sizeof tm);
+	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!end || strcmp(end, "Z") != 0)
+		return -1;
+	*t = (long long)timegm(&tm);
+	return 0;
 }

@@ -36,4 +36,9 @@ const char *qc_strerror(enum qc_err e);
 /* HTTP status that answers a request failing with e. */
 int qc_http_status(enum qc_err e);
 
+/* t as "YYYY-MM-DDTHH:MM:SSZ" into out (at least 21 bytes; 32 is safe). */
+void qc_iso8601(long long t, char out[32]);
+/* Parse "YYYY-MM-DDTHH:MM:SSZ" (UTC).  0 and *t, or -1. */
+int qc_parse_iso8601(const char *s, long long *t);
+
 #endif

@@ -1,0 +1,460 @@
+/*
+ * quota.c - quota windows and levels (pure), and the calls into the quota
+ * procedures of sql/002_quota.sql.  Each database function is one round
+ * trip.  Invariant kept by the database: for every window, used + reserved
+ * <= limit whenever every commit had actual <= estimate.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "db.h"
+#include "quota.h"
+
+/* --- pure ------------------------------------------------------------- */
+
+time_t quota_window_start(enum quota_kind kind, time_t t)
+{
+	struct tm tm;
+
+	switch (kind) {
+	case QUOTA_HOUR:
+		return t - (t % 3600 + 3600) % 3600;
+	case QUOTA_DAY:
+		return t - (t % 86400 + 86400) % 86400;
+	case QUOTA_MONTH:
+		gmtime_r(&t, &tm);
+		tm.tm_mday = 1;
+		tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+		return timegm(&tm);
+	}
+	return t;
+}
+
+time_t quota_window_reset(enum quota_kind kind, time_t t)
+{
+	struct tm tm;
+	time_t s = quota_window_start(kind, t);
+
+	switch (kind) {
+	case QUOTA_HOUR:
+		return s + 3600;
+	case QUOTA_DAY:
+		return s + 86400;
+	case QUOTA_MONTH:
+		gmtime_r(&s, &tm);
+		tm.tm_mon += 1;     /* timegm normalises December + 1 */
+		return timegm(&tm);
+	}
+	return t;
+}
+
+enum quota_level quota_level_of(long long admitted, long long limit, int *pct)
+{
+	long long p;
+
+	if (limit < 0) {
+		if (pct)
+			*pct = 0;
+		return QUOTA_OK;
+	}
+	if (limit == 0)
+		p = 100;
+	else
+		p = admitted >= limit ? 100 * (admitted / limit) + (100 * (admitted % limit)) / limit
+				      : (100 * admitted) / limit;
+	if (p > 1000000)
+		p = 1000000;
+	if (pct)
+		*pct = (int)p;
+	if (p >= 100) return QUOTA_EXCEEDED;
+	if (p >= 90) return QUOTA_CRITICAL;
+	if (p >= 75) return QUOTA_WARNING;
+	return QUOTA_OK;
+}
+
+const char *quota_level_name(enum quota_level l)
+{
+	static const char *const n[] = { "ok", "warning", "critical", "exceeded" };
+	return n[l];
+}
+
+const char *quota_kind_name(enum quota_kind k)
+{
+	static const char *const n[] = { "daily", "monthly", "hourly_calls" };
+	return n[k];
+}
+
+const char *quota_policy_name(enum quota_kind k)
+{
+	static const char *const n[] = { "daily", "monthly", "hourly" };
+	return n[k];
+}
+
+void quota_window_fill(struct quota_window *w, enum quota_kind kind, time_t now,
+		       long long used, long long reserved, long long limit)
+{
+	long long admitted = used + reserved;
+
+	memset(w, 0, sizeof *w);
+	w->used = used;
+	w->reserved = reserved;
+	w->limit = limit;
+	w->remaining = limit < 0 ? -1 : (admitted >= limit ? 0 : limit - admitted);
+	w->level = quota_level_of(admitted, limit, &w->percent);
+	w->start = quota_window_start(kind, now);
+	w->resets_at = quota_window_reset(kind, now);
+}
+
+void quota_overall(struct quota_status *st)
+{
+	st->overall = QUOTA_OK;
+	for (int i = 0; i < QUOTA_NKINDS; i++)
+		if (st->w[i].level > st->overall)
+			st->overall = st->w[i].level;
+}
+
+long long quota_prompt_min(const char *prompt, size_t len, long long max_tokens)
+{
+	long long chars = 0;
+
+	for (size_t i = 0; prompt && i < len; i++)
+		if (((unsigned char)prompt[i] & 0xc0) != 0x80)   /* not a continuation byte */
+			chars++;
+	return chars / 4 + (max_tokens > 0 ? max_tokens : 0);
+}
+
+int quota_tightest(const struct quota_status *st)
+{
+	int best = -1;
+	double best_share = 2.0;
+
+	for (int i = 0; i < QUOTA_NKINDS; i++) {
+		const struct quota_window *w = &st->w[i];
+		double share;
+		if (w->limit < 0)
+			continue;
+		share = w->limit ? (double)w->remaining / (double)w->limit : 0.0;
+		if (share < best_share) {
+			best_share = share;
+			best = i;
+		}
+	}
+	return best;
+}
+
+int quota_refusing(const struct quota_status *st)
+{
+	int best = -1;
+
+	for (int i = 0; i < QUOTA_NKINDS; i++)
+		if (st->w[i].over && (best < 0 || st->w[i].resets_at > st->w[best].resets_at))
+			best = i;
+	return best;
+}
+
+int quota_task_ok(const char *task, size_t len)
+{
+	if (len == 0 || len > QUOTA_TASK_MAX)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = task[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-' || c == '.'))
+			return 0;
+	}
+	return 1;
+}
+
+int quota_ratelimit_headers(const struct quota_status *st, time_t now, char *policy,
+			    char *current, char *limit, char *remaining, char *reset)
+{
+	size_t off = 0;
+	int t = quota_tightest(st);
+
+	policy[0] = 0;
+	if (t < 0)
+		return -1;
+	for (int i = 0; i < QUOTA_NKINDS; i++) {
+		const struct quota_window *w = &st->w[i];
+		if (w->limit < 0)
+			continue;
+		off += (size_t)snprintf(policy + off, 256 - off, "%s\"%s\";q=%lld;w=%lld",
+					off ? ", " : "", quota_policy_name((enum quota_kind)i),
+					w->limit, (long long)(w->resets_at - w->start));
+	}
+	const struct quota_window *w = &st->w[t];
+	long long secs = (long long)(w->resets_at - now);
+	if (secs < 0)
+		secs = 0;
+	snprintf(current, 256, "\"%s\";r=%lld;t=%lld", quota_policy_name((enum quota_kind)t),
+		 w->remaining, secs);
+	snprintf(limit, 256, "%lld", w->limit);
+	snprintf(remaining, 256, "%lld", w->remaining);
+	snprintf(reset, 256, "%lld", secs);
+	return 0;
+}
+
+int quota_id_ok(const char *id, size_t len)
+{
+	if (len != QUOTA_ID_LEN)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* --- database ----------------------------------------------------------- */
+
+static const char SQL_STATUS[] =
+	"SELECT u.plan,"
+	" IF(o.tokens_per_day IS NULL, p.tokens_per_day, NULLIF(o.tokens_per_day, -1)),"
+	" IF(o.tokens_per_month IS NULL, p.tokens_per_month, NULLIF(o.tokens_per_month, -1)),"
+	" IF(o.calls_per_hour IS NULL, p.calls_per_hour, NULLIF(o.calls_per_hour, -1)),"
+	" COALESCE(d.used, 0), COALESCE(d.reserved, 0) - COALESCE((SELECT SUM(r.estimate)"
+	"   FROM quota_reservations r WHERE r.user_id = u.id AND r.state = 'active'"
+	"   AND r.expires_at <= ? AND r.day_start = ?), 0),"
+	" COALESCE(m.used, 0), COALESCE(m.reserved, 0) - COALESCE((SELECT SUM(r.estimate)"
+	"   FROM quota_reservations r WHERE r.user_id = u.id AND r.state = 'active'"
+	"   AND r.expires_at <= ? AND r.month_start = ?), 0),"
+	" COALESCE(h.calls, 0), qc_estimate(?, ?)"
+	" FROM users u JOIN plans p ON p.name = u.plan"
+	" LEFT JOIN quota_overrides o ON o.user_id = u.id"
+	"   AND (o.expires_at IS NULL OR o.expires_at > ?)"
+	" LEFT JOIN quota_counters d ON d.user_id = u.id AND d.window_kind = 'day' AND d.window_start = ?"
+	" LEFT JOIN quota_counters m ON m.user_id = u.id AND m.window_kind = 'month' AND m.window_start = ?"
+	" LEFT JOIN quota_counters h ON h.user_id = u.id AND h.window_kind = 'hour' AND h.window_start = ?"
+	" WHERE u.id = ?";
+static const char SQL_RESERVE[] = "CALL qc_reserve(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+static const char SQL_SETTLE[] = "CALL qc_settle(?, ?, ?, ?)";
+static const char SQL_USER_PLAN[] = "SELECT plan FROM users WHERE id = ?";
+static const char SQL_OVR_SET[] =
+	"INSERT INTO quota_overrides (user_id, tokens_per_day, tokens_per_month, calls_per_hour,"
+	" expires_at, reason) VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE"
+	" tokens_per_day = VALUES(tokens_per_day), tokens_per_month = VALUES(tokens_per_month),"
+	" calls_per_hour = VALUES(calls_per_hour), expires_at = VALUES(expires_at),"
+	" reason = VALUES(reason), created_at = CURRENT_TIMESTAMP";
+static const char SQL_OVR_DEL[] = "DELETE FROM quota_overrides WHERE user_id = ?";
+static const char SQL_OVR_GET[] =
+	"SELECT tokens_per_day, tokens_per_month, calls_per_hour, expires_at, reason"
+	" FROM quota_overrides WHERE user_id = ?";
+static const char SQL_PLANS[] =
+	"SELECT name, display_name, tokens_per_day, tokens_per_month, calls_per_hour,"
+	" session_ttl_seconds, content_ttl_seconds FROM plans ORDER BY sort_order, name";
+static const char SQL_PRUNE[] = "DELETE FROM quota_counters WHERE window_start < ?";
+static const char SQL_EXPIRE_ALL[] = "CALL qc_expire_all(?)";
+static const char SQL_NEAREST[] =
+	"SELECT u.id, u.email, u.plan, c.used + c.reserved AS admitted, p.tokens_per_day,"
+	" FLOOR(100 * (c.used + c.reserved) / p.tokens_per_day) AS pct"
+	" FROM quota_counters c JOIN users u ON u.id = c.user_id JOIN plans p ON p.name = u.plan"
+	" WHERE c.window_kind = 'day' AND c.window_start = ? AND p.tokens_per_day > 0"
+	" ORDER BY (c.used + c.reserved) / p.tokens_per_day DESC LIMIT ?";
+
+static long long cell_limit(const struct db_rows *r, unsigned col)
+{
+	return db_cell_null(r, 0, col) ? -1 : db_cell_ll(r, 0, col);
+}
+
+enum qc_err quota_status_get(struct db *db, long long user, const char *task,
+			     long long min, time_t now, struct quota_status *st)
+{
+	time_t day = quota_window_start(QUOTA_DAY, now), month = quota_window_start(QUOTA_MONTH, now);
+	time_t hour = quota_window_start(QUOTA_HOUR, now);
+	struct db_val p[11] = {
+		DB_INT(now), DB_INT(day), DB_INT(now), DB_INT(month),
+		DB_STR(task ? task : "default"), DB_INT(min), DB_INT(now),
+		DB_INT(day), DB_INT(month), DB_INT(hour), DB_INT(user),
+	};
+	struct db_rows *r = NULL;
+	enum qc_err rc;
+
+	memset(st, 0, sizeof *st);
+	if ((rc = db_query(db, SQL_STATUS, p, 11, &r)) != QC_OK)
+		return rc;
+	if (r->nrows != 1) {
+		db_rows_free(r);
+		return QC_ENOTFOUND;
+	}
+	st->user_id = user;
+	snprintf(st->plan, sizeof st->plan, "%s", db_cell(r, 0, 0));
+	quota_window_fill(&st->w[QUOTA_DAY], QUOTA_DAY, now, db_cell_ll(r, 0, 4),
+			  db_cell_ll(r, 0, 5), cell_limit(r, 1));
+	quota_window_fill(&st->w[QUOTA_MONTH], QUOTA_MONTH, now, db_cell_ll(r, 0, 6),
+			  db_cell_ll(r, 0, 7), cell_limit(r, 2));
+	quota_window_fill(&st->w[QUOTA_HOUR], QUOTA_HOUR, now, db_cell_ll(r, 0, 8), 0,
+			  cell_limit(r, 3));
+	st->estimate = db_cell_ll(r, 0, 9);
+	quota_overall(st);
+	db_rows_free(r);
+	return QC_OK;
+}
+
+static int random_id(char id[QUOTA_ID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char raw[QUOTA_ID_LEN / 2];
+
+	if (RAND_bytes(raw, sizeof raw) != 1)
+		return -1;   /* no entropy: never hand out guessable ids */
+	for (int i = 0; i < QUOTA_ID_LEN / 2; i++) {
+		id[2 * i] = hex[raw[i] >> 4];
+		id[2 * i + 1] = hex[raw[i] & 15];
+	}
+	id[QUOTA_ID_LEN] = 0;
+	return 0;
+}
+
+enum qc_err quota_reserve(struct db *db, long long user, const char *task,
+			  long long min, time_t now, long long ttl,
+			  char id[QUOTA_ID_LEN + 1], time_t *expires, struct quota_status *st)
+{
+	time_t day = quota_window_start(QUOTA_DAY, now), month = quota_window_start(QUOTA_MONTH, now);
+	time_t hour = quota_window_start(QUOTA_HOUR, now);
+	struct db_rows *r = NULL;
+	struct db_val p[9];
+	enum qc_err rc;
+	const char *outcome;
+
+	memset(st, 0, sizeof *st);
+	if (random_id(id) < 0)
+		return QC_EIO;
+	*expires = now + ttl;
+	p[0] = DB_STR(id);
+	p[1] = DB_INT(user);
+	p[2] = DB_STR(task);
+	p[3] = DB_INT(min);
+	p[4] = DB_INT(now);
+	p[5] = DB_INT(day);
+	p[6] = DB_INT(month);
+	p[7] = DB_INT(hour);
+	p[8] = DB_INT(*expires);
+	if ((rc = db_query(db, SQL_RESERVE, p, 9, &r)) != QC_OK)
+		return rc;
+	if (r->nrows != 1 || r->ncols != 14) {
+		db_rows_free(r);
+		return QC_EDB;
+	}
+	outcome = db_cell(r, 0, 0);
+	if (strcmp(outcome, "nouser") == 0) {
+		db_rows_free(r);
+		return QC_ENOTFOUND;
+	}
+	st->user_id = user;
+	st->estimate = db_cell_ll(r, 0, 1);
+	quota_window_fill(&st->w[QUOTA_DAY], QUOTA_DAY, now, db_cell_ll(r, 0, 2),
+			  db_cell_ll(r, 0, 3), cell_limit(r, 7));
+	quota_window_fill(&st->w[QUOTA_MONTH], QUOTA_MONTH, now, db_cell_ll(r, 0, 4),
+			  db_cell_ll(r, 0, 5), cell_limit(r, 8));
+	quota_window_fill(&st->w[QUOTA_HOUR], QUOTA_HOUR, now, db_cell_ll(r, 0, 6), 0,
+			  cell_limit(r, 9));
+	st->w[QUOTA_DAY].over = (int)db_cell_ll(r, 0, 10);
+	st->w[QUOTA_MONTH].over = (int)db_cell_ll(r, 0, 11);
+	st->w[QUOTA_HOUR].over = (int)db_cell_ll(r, 0, 12);
+	quota_overall(st);
+	rc = strcmp(outcome, "ok") == 0 ? QC_OK : QC_EQUOTA;
+	snprintf(st->plan, sizeof st->plan, "%s", db_cell(r, 0, 13));
+	db_rows_free(r);
+	if (rc != QC_OK)
+		id[0] = 0;
+	return rc;
+}
+
+enum qc_err quota_settle(struct db *db, long long user, const char *id, long long actual,
+			 time_t now, char *state, long long *estimate)
+{
+	struct db_val p[4] = { DB_STR(id), DB_INT(user),
+			       actual >= 0 ? DB_INT(actual) : DB_NULLV, DB_INT(now) };
+	struct db_rows *r = NULL;
+	enum qc_err rc;
+	const char *outcome;
+
+	state[0] = 0;
+	if (!quota_id_ok(id, strlen(id)))
+		return QC_ENOTFOUND;
+	if ((rc = db_query(db, SQL_SETTLE, p, 4, &r)) != QC_OK)
+		return rc;
+	if (r->nrows != 1) {
+		db_rows_free(r);
+		return QC_EDB;
+	}
+	outcome = db_cell(r, 0, 0);
+	if (estimate)
+		*estimate = db_cell_ll(r, 0, 1);
+	snprintf(state, 16, "%s", outcome);
+	if (strcmp(outcome, "ok") == 0) {
+		snprintf(state, 16, "%s", actual >= 0 ? "committed" : "released");
+		rc = QC_OK;
+	} else if (strcmp(outcome, "notfound") == 0) {
+		rc = QC_ENOTFOUND;
+	} else {
+		rc = QC_ECONFLICT;
+	}
+	db_rows_free(r);
+	return rc;
+}
+
+enum qc_err quota_override_set(struct db *db, long long user, long long day,
+			       long long month, long long hour, time_t expires,
+			       const char *reason)
+{
+	struct db_rows *r = NULL;
+	struct db_val p[6];
+	enum qc_err rc;
+
+	p[0] = DB_INT(user);
+	if ((rc = db_query(db, SQL_USER_PLAN, p, 1, &r)) != QC_OK)
+		return rc;
+	int found = r->nrows == 1;
+	db_rows_free(r);
+	if (!found)
+		return QC_ENOTFOUND;
+	p[1] = day < -1 ? DB_NULLV : DB_INT(day);
+	p[2] = month < -1 ? DB_NULLV : DB_INT(month);
+	p[3] = hour < -1 ? DB_NULLV : DB_INT(hour);
+	p[4] = expires > 0 ? DB_INT(expires) : DB_NULLV;
+	p[5] = DB_STR(reason ? reason : "");
+	return db_exec(db, SQL_OVR_SET, p, 6, NULL);
+}
+
+enum qc_err quota_override_clear(struct db *db, long long user)
+{
+	struct db_val p[1] = { DB_INT(user) };
+	unsigned long long n = 0;
+	enum qc_err rc = db_exec(db, SQL_OVR_DEL, p, 1, &n);
+
+	if (rc != QC_OK)
+		return rc;
+	return n ? QC_OK : QC_ENOTFOUND;
+}
+
+enum qc_err quota_override_get(struct db *db, long long user, struct db_rows **out)
+{
+	struct db_val p[1] = { DB_INT(user) };
+	return db_query(db, SQL_OVR_GET, p, 1, out);
+}
+
+enum qc_err quota_plans(struct db *db, struct db_rows **out)
+{
+	return db_query(db, SQL_PLANS, NULL, 0, out);
+}
+
+enum qc_err quota_prune(struct db *db, time_t before, unsigned long long *deleted)
+{
+	struct db_val p[1] = { DB_INT(before) };
+	return db_exec(db, SQL_PRUNE, p, 1, deleted);
+}
+
+enum qc_err quota_expire_all(struct db *db, time_t now)
+{
+	struct db_val p[1] = { DB_INT(now) };
+	return db_exec(db, SQL_EXPIRE_ALL, p, 1, NULL);
+}
+
+enum qc_err quota_nearest(struct db *db, time_t now, long long n, struct db_rows **out)
+{
+	struct db_val p[2] = { DB_INT(quota_window_start(QUOTA_DAY, now)), DB_INT(n) };
+	return db_query(db, SQL_NEAREST, p, 2, out);
+}
