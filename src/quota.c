@@ -247,11 +247,13 @@ static const char SQL_PLANS[] =
 static const char SQL_PRUNE[] = "DELETE FROM quota_counters WHERE window_start < ?";
 static const char SQL_EXPIRE_ALL[] = "CALL qc_expire_all(?)";
 static const char SQL_NEAREST[] =
-	"SELECT u.id, u.email, u.plan, c.used + c.reserved AS admitted, p.tokens_per_day,"
-	" FLOOR(100 * (c.used + c.reserved) / p.tokens_per_day) AS pct"
+	"SELECT id, email, plan, admitted, lim, FLOOR(100 * admitted / lim) FROM ("
+	" SELECT u.id, u.email, u.plan, c.used + c.reserved AS admitted,"
+	"  IF(o.tokens_per_day IS NULL, p.tokens_per_day, NULLIF(o.tokens_per_day, -1)) AS lim"
 	" FROM quota_counters c JOIN users u ON u.id = c.user_id JOIN plans p ON p.name = u.plan"
-	" WHERE c.window_kind = 'day' AND c.window_start = ? AND p.tokens_per_day > 0"
-	" ORDER BY (c.used + c.reserved) / p.tokens_per_day DESC LIMIT ?";
+	" LEFT JOIN quota_overrides o ON o.user_id = u.id AND (o.expires_at IS NULL OR o.expires_at > ?)"
+	" WHERE c.window_kind = 'day' AND c.window_start = ?) x"
+	" WHERE lim > 0 ORDER BY admitted / lim DESC LIMIT ?";
 
 static long long cell_limit(const struct db_rows *r, unsigned col)
 {
@@ -455,6 +457,6 @@ enum qc_err quota_expire_all(struct db *db, time_t now)
 
 enum qc_err quota_nearest(struct db *db, time_t now, long long n, struct db_rows **out)
 {
-	struct db_val p[2] = { DB_INT(quota_window_start(QUOTA_DAY, now)), DB_INT(n) };
-	return db_query(db, SQL_NEAREST, p, 2, out);
+	struct db_val p[3] = { DB_INT(now), DB_INT(quota_window_start(QUOTA_DAY, now)), DB_INT(n) };
+	return db_query(db, SQL_NEAREST, p, 3, out);
 }
