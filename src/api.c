@@ -26,6 +26,13 @@ const struct route api_routes[] = {
 	  h_quota_set_override },
 	{ "DELETE", "/api/v1/quota/users/{id}/override", ROUTE_ADMIN, "quota_clear_override",
 	  h_quota_clear_override },
+	{ "GET", "/api/v1/cache/stats", ROUTE_AUTH, "cache_stats", h_cache_stats },
+	{ "GET", "/api/v1/cache/stats/timeseries", ROUTE_AUTH, "cache_timeseries", h_cache_timeseries },
+	{ "POST", "/api/v1/cache/hash", ROUTE_AUTH | ROUTE_JSON, "cache_hash", h_cache_hash },
+	{ "POST", "/api/v1/cache/cleanup", ROUTE_ADMIN, "cache_cleanup", h_cache_cleanup },
+	{ "GET", "/api/v1/cache/{tier}/{key}", ROUTE_AUTH, "cache_get", h_cache_get },
+	{ "PUT", "/api/v1/cache/{tier}/{key}", ROUTE_AUTH | ROUTE_JSON, "cache_put", h_cache_put },
+	{ "DELETE", "/api/v1/cache/{tier}/{key}", ROUTE_AUTH, "cache_delete", h_cache_delete },
 };
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];
 

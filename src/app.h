@@ -8,6 +8,7 @@
 
 #include <time.h>
 
+#include "cache.h"
 #include "config.h"
 #include "db.h"
 #include "http.h"
@@ -20,6 +21,9 @@ struct app {
 	int health_db_ok;
 	long long health_schema;
 };
+
+/* Saving of one hit of a tier in micro-dollars (from the configuration). */
+long long app_saving_micro(const struct app *app, enum cache_tier t);
 
 /* Route, read and check the body, authenticate, run the handler, answer. */
 void api_handle(struct app *app, struct http_req *req);
@@ -44,5 +48,12 @@ void h_quota_user(struct app *, struct http_req *);
 void h_quota_set_plan(struct app *, struct http_req *);
 void h_quota_set_override(struct app *, struct http_req *);
 void h_quota_clear_override(struct app *, struct http_req *);
+void h_cache_get(struct app *, struct http_req *);
+void h_cache_put(struct app *, struct http_req *);
+void h_cache_delete(struct app *, struct http_req *);
+void h_cache_hash(struct app *, struct http_req *);
+void h_cache_stats(struct app *, struct http_req *);
+void h_cache_timeseries(struct app *, struct http_req *);
+void h_cache_cleanup(struct app *, struct http_req *);
 
 #endif

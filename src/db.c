@@ -305,22 +305,48 @@ static int is_read_only(const char *sql)
 	return strncasecmp(sql, "SELECT", 6) == 0;
 }
 
+/* A statement prepared for one execution (SQL text built at run time from
+ * a fixed template: never from input).  Closed after use. */
+static MYSQL_STMT *prepare_once(struct db *db, const char *sql)
+{
+	MYSQL_STMT *st = mysql_stmt_init(db->conn);
+
+	if (!st) {
+		set_err(db, CR_OUT_OF_MEMORY, "out of memory");
+		return NULL;
+	}
+	if (mysql_stmt_prepare(st, sql, strlen(sql))) {
+		set_err(db, mysql_stmt_errno(st), mysql_stmt_error(st));
+		log_error("db", "prepare failed (%u): %s", db->last_errno, db->last_error);
+		mysql_stmt_close(st);
+		return NULL;
+	}
+	return st;
+}
+
 /* One attempt.  Returns QC_OK, or error with db->last_errno set. */
 static enum qc_err run_once(struct db *db, const char *sql, const struct db_val *p,
-			    unsigned np, struct db_rows **out, unsigned long long *affected)
+			    unsigned np, struct db_rows **out, unsigned long long *affected,
+			    int once)
 {
-	MYSQL_BIND pb[DB_MAX_PARAMS];
+	MYSQL_BIND small[DB_MAX_PARAMS], *pb = small;
 	MYSQL_STMT *st;
 	enum qc_err rc;
 
 	if ((rc = db_connect(db)) != QC_OK)
 		return rc;
-	if (!(st = get_stmt(db, sql)))
+	if (!(st = once ? prepare_once(db, sql) : get_stmt(db, sql)))
 		return is_conn_error(db->last_errno) ? QC_EDBDOWN : QC_EDB;
-	if (np > DB_MAX_PARAMS || mysql_stmt_param_count(st) != np) {
+	if (mysql_stmt_param_count(st) != np) {
 		set_err(db, 0, "parameter count mismatch");
 		log_error("db", "parameter count mismatch for: %.60s", sql);
-		return QC_EDB;
+		rc = QC_EDB;
+		goto done;
+	}
+	if (np > DB_MAX_PARAMS && !(pb = malloc(sizeof *pb * np))) {
+		set_err(db, CR_OUT_OF_MEMORY, "out of memory");
+		rc = QC_ENOMEM;
+		goto done;
 	}
 	if (np) {
 		bind_params(pb, p, np);
@@ -338,11 +364,13 @@ static enum qc_err run_once(struct db *db, const char *sql, const struct db_val 
 		else
 			mysql_stmt_free_result(st);
 		if (rc != QC_OK)
-			return rc;
+			goto done;
 	} else if (out) {
 		*out = calloc(1, sizeof **out);
-		if (!*out)
-			return QC_ENOMEM;
+		if (!*out) {
+			rc = QC_ENOMEM;
+			goto done;
+		}
 	}
 	/* CALL returns extra result sets (at least the status); drain them */
 	while (mysql_stmt_more_results(st)) {
@@ -359,20 +387,27 @@ static enum qc_err run_once(struct db *db, const char *sql, const struct db_val 
 	db->last_ok = time(NULL);
 	db->last_errno = 0;
 	db->last_error[0] = 0;
-	return QC_OK;
+	rc = QC_OK;
+	goto done;
 stmt_err:
 	set_err(db, mysql_stmt_errno(st), mysql_stmt_error(st));
 	if (out && *out) {
 		db_rows_free(*out);
 		*out = NULL;
 	}
-	if (db->last_errno == ER_NEED_REPREPARE || db->last_errno == ER_UNKNOWN_STMT_HANDLER)
+	if (!once && (db->last_errno == ER_NEED_REPREPARE || db->last_errno == ER_UNKNOWN_STMT_HANDLER))
 		forget_stmt(db, st);
-	return is_conn_error(db->last_errno) ? QC_EDBDOWN : QC_EDB;
+	rc = is_conn_error(db->last_errno) ? QC_EDBDOWN : QC_EDB;
+done:
+	if (pb != small)
+		free(pb);
+	if (once)
+		mysql_stmt_close(st);
+	return rc;
 }
 
 static enum qc_err run(struct db *db, const char *sql, const struct db_val *p,
-		       unsigned np, struct db_rows **out, unsigned long long *affected)
+		       unsigned np, struct db_rows **out, unsigned long long *affected, int once)
 {
 	enum qc_err rc;
 	int reconnected = 0;
@@ -385,7 +420,7 @@ static enum qc_err run(struct db *db, const char *sql, const struct db_val *p,
 	    mysql_ping(db->conn) != 0)
 		db_disconnect(db);
 	for (int attempt = 0;; attempt++) {
-		rc = run_once(db, sql, p, np, out, affected);
+		rc = run_once(db, sql, p, np, out, affected, once);
 		if (rc == QC_OK)
 			return QC_OK;
 		if (rc == QC_EDBDOWN || is_conn_error(db->last_errno)) {
@@ -417,13 +452,19 @@ static enum qc_err run(struct db *db, const char *sql, const struct db_val *p,
 enum qc_err db_query(struct db *db, const char *sql, const struct db_val *p,
 		     unsigned np, struct db_rows **out)
 {
-	return run(db, sql, p, np, out, NULL);
+	return run(db, sql, p, np, out, NULL, 0);
 }
 
 enum qc_err db_exec(struct db *db, const char *sql, const struct db_val *p,
 		    unsigned np, unsigned long long *affected)
 {
-	return run(db, sql, p, np, NULL, affected);
+	return run(db, sql, p, np, NULL, affected, 0);
+}
+
+enum qc_err db_exec_once(struct db *db, const char *sql, const struct db_val *p,
+			 unsigned np, unsigned long long *affected)
+{
+	return run(db, sql, p, np, NULL, affected, 1);
 }
 
 enum qc_err db_exec_script(struct db *db, const char *sql)

@@ -66,6 +66,14 @@ enum qc_err db_query(struct db *db, const char *sql, const struct db_val *p,
 enum qc_err db_exec(struct db *db, const char *sql, const struct db_val *p,
 		    unsigned np, unsigned long long *affected);
 
+/*
+ * Like db_exec, for SQL text assembled at run time from a fixed template
+ * (e.g. a batch of N placeholder rows): prepared, run and closed, never
+ * cached.  The text must never contain input; values go in p.
+ */
+enum qc_err db_exec_once(struct db *db, const char *sql, const struct db_val *p,
+			 unsigned np, unsigned long long *affected);
+
 /* Run trusted SQL text (several statements allowed; no values).  Migrations. */
 enum qc_err db_exec_script(struct db *db, const char *sql);
 

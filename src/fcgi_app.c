@@ -3,10 +3,12 @@
  * run the FCGX_Accept_r loop until SIGTERM, then release everything.
  * Only the accept loop lives here; each request goes to api_handle().
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <fcgiapp.h>
@@ -15,13 +17,39 @@
 #include "app.h"
 #include "log.h"
 
-static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t stopping, alarmed;
 
 static void on_term(int sig)
 {
 	(void)sig;
 	stopping = 1;
 	FCGX_ShutdownPending();   /* makes a blocked accept return */
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	alarmed = 1;
+}
+
+/* Arm a one-shot timer (seconds; 0 disarms). */
+static void arm(int secs)
+{
+	struct itimerval it = { { 0, 0 }, { secs, 0 } };
+	setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/*
+ * Hit counters wait in the worker at most a second.  While a request runs
+ * they are flushed after it when due; while the worker waits in accept(),
+ * a timer interrupts the wait (FCGI_FAIL_ACCEPT_ON_INTR) so they are
+ * flushed even when no request comes.  The timer is armed only around
+ * accept(), so no other system call ever sees EINTR.
+ */
+static void flush_if_due(struct app *app)
+{
+	if (cache_flush_in(time(NULL)) == 0 && cache_flush(app->db) != QC_OK)
+		log_warn("main", "flushing cache counters failed; kept for the next try");
 }
 
 int main(int argc, char **argv)
@@ -54,22 +82,46 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_term;   /* no SA_RESTART: accept() must be interrupted */
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_alarm;
+	sigaction(SIGALRM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* dollars and ratios: 10 significant digits, no binary noise */
+	json_c_set_serialization_double_format("%.10g", JSON_C_OPTION_GLOBAL);
 	FCGX_Init();
 	FCGX_InitRequest(&freq, 0, FCGI_FAIL_ACCEPT_ON_INTR);
 	log_info("main", "worker started (version %s)", QC_VERSION);
-	while (!stopping && FCGX_Accept_r(&freq) >= 0) {
+	while (!stopping) {
 		struct http_req req;
+		int due = cache_flush_in(time(NULL)), rc;
 
+		if (due == 0) {
+			flush_if_due(&app);
+			due = cache_flush_in(time(NULL));
+		}
+		alarmed = 0;
+		if (due > 0)
+			arm(due);
+		rc = FCGX_Accept_r(&freq);
+		if (due > 0)
+			arm(0);
+		if (rc < 0) {
+			if (stopping || rc != -EINTR)
+				break;
+			flush_if_due(&app);   /* the timer woke us */
+			continue;
+		}
 		http_req_init(&req, &freq);
 		log_set_request_id(req.id);
 		api_handle(&app, &req);
 		log_set_request_id(NULL);
 		http_req_release(&req);
 		FCGX_Finish_r(&freq);
+		flush_if_due(&app);
 	}
 	FCGX_Free(&freq, 1);
+	if (cache_flush_in(time(NULL)) >= 0 && cache_flush(app.db) != QC_OK)
+		log_warn("main", "pending cache counters lost at shutdown");
 	log_info("main", "worker stopping");
 	db_free(app.db);
 	config_release(&app.cfg);

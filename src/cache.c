@@ -1,0 +1,501 @@
+/*
+ * cache.c - cache entries in MariaDB (one statement or one procedure call
+ * per operation) and the worker's accumulator of hit counts and statistics.
+ * Invariant of the accumulator: every pending hit/miss is written by the
+ * next successful cache_flush, exactly once.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "cache.h"
+#include "db.h"
+#include "log.h"
+
+/* --- pure ------------------------------------------------------------- */
+
+static const char *const tier_names[CACHE_NTIERS] = { "system", "session", "content", "extraction" };
+
+int cache_tier_parse(const char *s, enum cache_tier *t)
+{
+	for (int i = 0; i < CACHE_NTIERS; i++)
+		if (strcmp(s, tier_names[i]) == 0) {
+			*t = (enum cache_tier)i;
+			return 0;
+		}
+	return -1;
+}
+
+const char *cache_tier_name(enum cache_tier t)
+{
+	return tier_names[t];
+}
+
+int cache_key_ok(const char *key, size_t len)
+{
+	if (len == 0 || len > CACHE_MAX_KEY)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)key[i] < 0x20 || key[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
+long long cache_parse_micro(const char *s)
+{
+	long long whole = 0, frac = 0;
+	int digits = 0;
+
+	if (!s || !*s)
+		return -1;
+	for (; isdigit((unsigned char)*s); s++)
+		whole = whole * 10 + (*s - '0');
+	if (*s == '.')
+		for (s++; isdigit((unsigned char)*s); s++)
+			if (digits < 6) {
+				frac = frac * 10 + (*s - '0');
+				digits++;
+			}
+	if (*s || whole > 1000000)
+		return -1;
+	while (digits++ < 6)
+		frac *= 10;
+	return whole * 1000000 + frac;
+}
+
+static void trim_span(const char *s, size_t len, size_t *b, size_t *e)
+{
+	*b = 0;
+	*e = len;
+	while (*b < *e && isspace((unsigned char)s[*b]))
+		(*b)++;
+	while (*e > *b && isspace((unsigned char)s[*e - 1]))
+		(*e)--;
+}
+
+char *cache_normalize_text(const char *text, size_t len, size_t *outlen)
+{
+	size_t b, e;
+	char *out;
+
+	trim_span(text, len, &b, &e);
+	if (!(out = malloc(e - b + 1)))
+		return NULL;
+	memcpy(out, text + b, e - b);
+	out[e - b] = 0;
+	*outlen = e - b;
+	return out;
+}
+
+char *cache_normalize_url(const char *url, size_t len, size_t *outlen)
+{
+	size_t b, e, n;
+	char *out, *p, *hash, *host_end;
+
+	trim_span(url, len, &b, &e);
+	n = e - b;
+	if (!(out = malloc(n + 1)))
+		return NULL;
+	memcpy(out, url + b, n);
+	out[n] = 0;
+	/* drop the fragment (memchr: the text may hold NUL bytes) */
+	if ((hash = memchr(out, '#', n))) {
+		*hash = 0;
+		n = (size_t)(hash - out);
+	}
+	/* lower-case the scheme and the authority (host, port) */
+	p = memchr(out, ':', n);
+	if (p && p + 2 < out + n && p[1] == '/' && p[2] == '/') {
+		for (char *c = out; c < p; c++)
+			*c = (char)tolower((unsigned char)*c);
+		char *auth = p + 3;
+		host_end = auth;
+		while (host_end < out + n && *host_end != '/' && *host_end != '?')
+			host_end++;
+		/* userinfo keeps its case; only what follows '@' is the host */
+		char *at = NULL;
+		for (char *c = auth; c < host_end; c++)
+			if (*c == '@')
+				at = c;
+		for (char *c = at ? at + 1 : auth; c < host_end; c++)
+			*c = (char)tolower((unsigned char)*c);
+	}
+	*outlen = n;
+	return out;
+}
+
+void cache_sha256_hex(const char *data, size_t len, char out[65])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+	for (unsigned i = 0; i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[64] = 0;
+}
+
+/* --- entries ------------------------------------------------------------ */
+
+static const char SQL_GET[] =
+	"SELECT id, value, value_is_json, metadata, UNIX_TIMESTAMP(created_at),"
+	" UNIX_TIMESTAMP(expires_at), access_count FROM ai_cache"
+	" WHERE cache_key = ? AND cache_type = ? AND user_id = ?"
+	" AND (expires_at IS NULL OR expires_at > FROM_UNIXTIME(?))";
+static const char SQL_PUT[] = "CALL qc_cache_put(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+static const char SQL_DELETE[] = "CALL qc_cache_delete(?, ?, ?)";
+static const char SQL_REMOVE[] = "CALL qc_cache_remove(?, ?, ?)";
+
+/* hits recorded in this worker and not yet flushed */
+#define MAX_PENDING_HITS 512
+#define MAX_PENDING_STATS 256
+
+struct pending_hit { long long id, n; time_t last; };
+struct pending_stat {
+	time_t bucket;
+	long long user;
+	enum cache_tier tier;
+	char plan[33];
+	long long hits, misses, saved;
+};
+
+static struct pending_hit phits[MAX_PENDING_HITS];
+static unsigned nphits;
+static struct pending_stat pstats[MAX_PENDING_STATS];
+static unsigned npstats;
+static time_t pending_since;
+
+static long long pending_for(long long id)
+{
+	for (unsigned i = 0; i < nphits; i++)
+		if (phits[i].id == id)
+			return phits[i].n;
+	return 0;
+}
+
+enum qc_err cache_get(struct db *db, long long user, enum cache_tier tier,
+		      const char *key, size_t klen, time_t now, struct cache_entry *e)
+{
+	struct db_val p[4] = { DB_BLOB(key, klen), DB_STR(cache_tier_name(tier)),
+			       DB_INT(user), DB_INT(now) };
+	struct db_rows *r = NULL;
+	enum qc_err rc;
+
+	memset(e, 0, sizeof *e);
+	if ((rc = db_query(db, SQL_GET, p, 4, &r)) != QC_OK)
+		return rc;
+	if (r->nrows != 1) {
+		db_rows_free(r);
+		return QC_ENOTFOUND;
+	}
+	e->id = db_cell_ll(r, 0, 0);
+	/* take ownership of the value cell instead of copying it */
+	e->value = r->cells[1];
+	e->value_len = r->lens[1];
+	r->cells[1] = NULL;
+	e->value_is_json = (int)db_cell_ll(r, 0, 2);
+	if (r->cells[3]) {
+		e->metadata = r->cells[3];
+		r->cells[3] = NULL;
+	}
+	e->created_at = (time_t)db_cell_ll(r, 0, 4);
+	e->expires_at = db_cell_null(r, 0, 5) ? 0 : (time_t)db_cell_ll(r, 0, 5);
+	e->access_count = db_cell_ll(r, 0, 6) + pending_for(e->id);
+	db_rows_free(r);
+	return e->value ? QC_OK : QC_ENOMEM;
+}
+
+void cache_entry_release(struct cache_entry *e)
+{
+	free(e->value);
+	free(e->metadata);
+	e->value = e->metadata = NULL;
+}
+
+enum qc_err cache_put(struct db *db, long long user, enum cache_tier tier,
+		      const char *key, size_t klen, const char *value, size_t vlen,
+		      int value_is_json, const char *meta, size_t mlen, long long ttl,
+		      time_t now, long long cap, enum cache_put_outcome *outcome,
+		      time_t *expires)
+{
+	struct db_val p[9] = {
+		DB_INT(user), DB_STR(cache_tier_name(tier)), DB_BLOB(key, klen),
+		DB_BLOB(value, vlen), DB_INT(value_is_json),
+		meta ? DB_BLOB(meta, mlen) : DB_NULLV,
+		ttl > 0 ? DB_INT(ttl) : DB_NULLV, DB_INT(now), DB_INT(cap),
+	};
+	struct db_rows *r = NULL;
+	enum qc_err rc;
+	const char *o;
+
+	*expires = 0;
+	if ((rc = db_query(db, SQL_PUT, p, 9, &r)) != QC_OK)
+		return rc;
+	if (r->nrows != 1) {
+		db_rows_free(r);
+		return QC_EDB;
+	}
+	o = db_cell(r, 0, 0);
+	*outcome = strcmp(o, "stored") == 0 ? CACHE_STORED
+		 : strcmp(o, "plan") == 0 ? CACHE_SKIPPED_PLAN : CACHE_FULL;
+	if (!db_cell_null(r, 0, 1))
+		*expires = (time_t)db_cell_ll(r, 0, 1);
+	db_rows_free(r);
+	return QC_OK;
+}
+
+enum qc_err cache_delete(struct db *db, long long user, enum cache_tier tier,
+			 const char *key, size_t klen)
+{
+	struct db_val p[3] = { DB_INT(user), DB_STR(cache_tier_name(tier)), DB_BLOB(key, klen) };
+	struct db_rows *r = NULL;
+	enum qc_err rc;
+
+	if ((rc = db_query(db, SQL_DELETE, p, 3, &r)) != QC_OK)
+		return rc;
+	rc = db_cell_ll(r, 0, 0) > 0 ? QC_OK : QC_ENOTFOUND;
+	db_rows_free(r);
+	return rc;
+}
+
+static enum qc_err remove_rows(struct db *db, struct db_val *p, unsigned long long *deleted)
+{
+	struct db_rows *r = NULL;
+	enum qc_err rc = db_query(db, SQL_REMOVE, p, 3, &r);
+
+	if (rc == QC_OK && deleted)
+		*deleted = (unsigned long long)db_cell_ll(r, 0, 0);
+	db_rows_free(r);
+	return rc;
+}
+
+enum qc_err cache_cleanup(struct db *db, time_t now, unsigned long long *deleted)
+{
+	struct db_val p[3] = { DB_NULLV, DB_INT(0), DB_INT(now) };
+	return remove_rows(db, p, deleted);
+}
+
+enum qc_err cache_purge_user(struct db *db, long long user, unsigned long long *deleted)
+{
+	struct db_val p[3] = { DB_INT(user), DB_INT(1), DB_INT(0) };
+	return remove_rows(db, p, deleted);
+}
+
+/* --- accumulator -------------------------------------------------------- */
+
+static struct pending_stat *stat_slot(long long user, enum cache_tier tier,
+				      const char *plan, time_t now)
+{
+	time_t bucket = now - now % 3600;
+
+	for (unsigned i = 0; i < npstats; i++) {
+		struct pending_stat *s = &pstats[i];
+		if (s->bucket == bucket && s->user == user && s->tier == tier &&
+		    strcmp(s->plan, plan) == 0)
+			return s;
+	}
+	if (npstats == MAX_PENDING_STATS)
+		return NULL;
+	struct pending_stat *s = &pstats[npstats++];
+	memset(s, 0, sizeof *s);
+	s->bucket = bucket;
+	s->user = user;
+	s->tier = tier;
+	snprintf(s->plan, sizeof s->plan, "%s", plan);
+	return s;
+}
+
+static void mark_pending(time_t now)
+{
+	if (!nphits && !npstats)
+		pending_since = now;
+}
+
+void cache_note_hit(long long entry_id, long long user, enum cache_tier tier,
+		    const char *plan, time_t now, long long saving_micro)
+{
+	struct pending_stat *s;
+	unsigned i;
+
+	mark_pending(now);
+	for (i = 0; i < nphits; i++)
+		if (phits[i].id == entry_id)
+			break;
+	if (i == nphits && nphits < MAX_PENDING_HITS) {
+		phits[nphits].id = entry_id;
+		phits[nphits].n = 0;
+		nphits++;
+	}
+	if (i < nphits) {
+		phits[i].n++;
+		phits[i].last = now;
+	} else {
+		log_warn("cache", "hit accumulator full; a hit count is dropped");
+	}
+	if ((s = stat_slot(user, tier, plan, now))) {
+		s->hits++;
+		s->saved += saving_micro;
+	} else {
+		log_warn("cache", "stats accumulator full; a hit is not counted");
+	}
+}
+
+void cache_note_miss(long long user, enum cache_tier tier, const char *plan, time_t now)
+{
+	struct pending_stat *s;
+
+	mark_pending(now);
+	if ((s = stat_slot(user, tier, plan, now)))
+		s->misses++;
+	else
+		log_warn("cache", "stats accumulator full; a miss is not counted");
+}
+
+int cache_flush_in(time_t now)
+{
+	long long left;
+
+	if (!nphits && !npstats)
+		return -1;
+	if (nphits > MAX_PENDING_HITS * 3 / 4 || npstats > MAX_PENDING_STATS * 3 / 4)
+		return 0;
+	left = 1 - (long long)(now - pending_since);
+	return left < 0 ? 0 : (int)left;
+}
+
+void cache_pending_clear(void)
+{
+	nphits = npstats = 0;
+}
+
+/* Append "prefix" + n copies of "row" joined by sep into a new string. */
+static char *batch_sql(const char *head, const char *row, const char *sep,
+		       unsigned n, const char *tail)
+{
+	size_t len = strlen(head) + n * (strlen(row) + strlen(sep)) + strlen(tail) + 1;
+	char *sql = malloc(len), *p;
+
+	if (!sql)
+		return NULL;
+	p = sql + sprintf(sql, "%s", head);
+	for (unsigned i = 0; i < n; i++)
+		p += sprintf(p, "%s%s", i ? sep : "", row);
+	sprintf(p, "%s", tail);
+	return sql;
+}
+
+enum qc_err cache_flush(struct db *db)
+{
+	struct db_val *p = NULL;
+	char *sql = NULL;
+	enum qc_err rc = QC_OK;
+
+	if (nphits) {
+		if (!(p = calloc(nphits * 3, sizeof *p)) ||
+		    !(sql = batch_sql("UPDATE ai_cache c JOIN (", "SELECT ? AS id, ? AS n, ? AS t",
+				      " UNION ALL ", nphits,
+				      ") v ON c.id = v.id SET c.access_count = c.access_count + v.n,"
+				      " c.last_accessed_at = GREATEST(COALESCE(c.last_accessed_at,"
+				      " FROM_UNIXTIME(v.t)), FROM_UNIXTIME(v.t))"))) {
+			rc = QC_ENOMEM;
+			goto out;
+		}
+		for (unsigned i = 0; i < nphits; i++) {
+			p[3 * i] = DB_INT(phits[i].id);
+			p[3 * i + 1] = DB_INT(phits[i].n);
+			p[3 * i + 2] = DB_INT(phits[i].last);
+		}
+		if ((rc = db_exec_once(db, sql, p, nphits * 3, NULL)) != QC_OK)
+			goto out;
+		nphits = 0;
+		free(p);
+		free(sql);
+		p = NULL;
+		sql = NULL;
+	}
+	if (npstats) {
+		if (!(p = calloc(npstats * 7, sizeof *p)) ||
+		    !(sql = batch_sql("INSERT INTO cache_stats (bucket, user_id, cache_type, plan, hits,"
+				      " misses, saved_micro) VALUES ", "(?, ?, ?, ?, ?, ?, ?)", ", ",
+				      npstats, " ON DUPLICATE KEY UPDATE hits = hits + VALUES(hits),"
+				      " misses = misses + VALUES(misses),"
+				      " saved_micro = saved_micro + VALUES(saved_micro)"))) {
+			rc = QC_ENOMEM;
+			goto out;
+		}
+		for (unsigned i = 0; i < npstats; i++) {
+			struct pending_stat *s = &pstats[i];
+			p[7 * i] = DB_INT(s->bucket);
+			p[7 * i + 1] = DB_INT(s->user);
+			p[7 * i + 2] = DB_STR(cache_tier_name(s->tier));
+			p[7 * i + 3] = DB_STR(s->plan);
+			p[7 * i + 4] = DB_INT(s->hits);
+			p[7 * i + 5] = DB_INT(s->misses);
+			p[7 * i + 6] = DB_INT(s->saved);
+		}
+		if ((rc = db_exec_once(db, sql, p, npstats * 7, NULL)) != QC_OK)
+			goto out;
+		npstats = 0;
+	}
+out:
+	free(p);
+	free(sql);
+	return rc;
+}
+
+/* --- statistics ---------------------------------------------------------- */
+
+static const char SQL_ST_HITS[] =
+	"SELECT cache_type, SUM(hits), SUM(misses), SUM(saved_micro) FROM cache_stats"
+	" WHERE (? = 1 OR user_id = ?) GROUP BY cache_type ORDER BY cache_type";
+static const char SQL_ST_ENTRIES[] =
+	"SELECT cache_type, COUNT(*), COALESCE(SUM(size_bytes), 0) FROM ai_cache"
+	" WHERE (? = 1 OR user_id = ?) AND (expires_at IS NULL OR expires_at > FROM_UNIXTIME(?))"
+	" GROUP BY cache_type ORDER BY cache_type";
+static const char SQL_ST_PLANS[] =
+	"SELECT plan, SUM(hits), SUM(misses), SUM(saved_micro) FROM cache_stats"
+	" GROUP BY plan ORDER BY plan";
+static const char SQL_ST_TOP[] =
+	"SELECT cache_key, cache_type, user_id, access_count FROM ai_cache"
+	" WHERE expires_at IS NULL OR expires_at > FROM_UNIXTIME(?)"
+	" ORDER BY access_count DESC, id LIMIT ?";
+static const char SQL_ST_SERIES[] =
+	"SELECT bucket, SUM(hits), SUM(misses), SUM(saved_micro) FROM cache_stats"
+	" WHERE (? = 1 OR user_id = ?) AND bucket >= ? GROUP BY bucket ORDER BY bucket";
+
+enum qc_err cache_stats_hits(struct db *db, long long user, int global, struct db_rows **out)
+{
+	struct db_val p[2] = { DB_INT(global), DB_INT(user) };
+	return db_query(db, SQL_ST_HITS, p, 2, out);
+}
+
+enum qc_err cache_stats_entries(struct db *db, long long user, int global, time_t now,
+				struct db_rows **out)
+{
+	struct db_val p[3] = { DB_INT(global), DB_INT(user), DB_INT(now) };
+	return db_query(db, SQL_ST_ENTRIES, p, 3, out);
+}
+
+enum qc_err cache_stats_plans(struct db *db, struct db_rows **out)
+{
+	return db_query(db, SQL_ST_PLANS, NULL, 0, out);
+}
+
+enum qc_err cache_stats_top(struct db *db, long long n, time_t now, struct db_rows **out)
+{
+	struct db_val p[2] = { DB_INT(now), DB_INT(n) };
+	return db_query(db, SQL_ST_TOP, p, 2, out);
+}
+
+enum qc_err cache_stats_series(struct db *db, long long user, int global, time_t since,
+			       struct db_rows **out)
+{
+	struct db_val p[3] = { DB_INT(global), DB_INT(user), DB_INT(since) };
+	return db_query(db, SQL_ST_SERIES, p, 3, out);
+}

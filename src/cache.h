@@ -1,0 +1,111 @@
+/*
+ * cache.h - the three-tier cache of LLM inputs and outputs (SPEC §4).
+ *
+ * Pure part: tier names, key rules, TTL choice, URL/text normalisation and
+ * hashing.  Database part: get, put, delete, cleanup, purge, statistics.
+ * A hit costs one SELECT; its access count and the hit/miss statistics are
+ * accumulated in the worker and written in one statement per table at most
+ * every second (cache_flush), never a write per hit.
+ */
+#ifndef QC_CACHE_H
+#define QC_CACHE_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "qc.h"
+
+struct db;
+struct db_rows;
+
+enum cache_tier { CACHE_SYSTEM = 0, CACHE_SESSION, CACHE_CONTENT, CACHE_EXTRACTION };
+#define CACHE_NTIERS 4
+#define CACHE_MAX_KEY 255
+
+struct cache_entry {
+	long long id;
+	char *value;            /* owned; value_len bytes (+ NUL) */
+	size_t value_len;
+	int value_is_json;
+	char *metadata;         /* owned JSON text or NULL */
+	time_t created_at;
+	time_t expires_at;      /* 0 = never */
+	long long access_count;
+};
+
+/* --- pure ------------------------------------------------------------ */
+
+/* Tier from its name ("system", ...).  0, or -1 if unknown. */
+int cache_tier_parse(const char *s, enum cache_tier *t);
+const char *cache_tier_name(enum cache_tier t);
+/* 1 if key[0..len) is 1..255 bytes without control characters. */
+int cache_key_ok(const char *key, size_t len);
+/* Saving of one hit in micro-dollars from decimal text ("0.0015" -> 1500);
+ * -1 if the text is not a plain non-negative decimal. */
+long long cache_parse_micro(const char *dollars);
+/*
+ * Normalise a URL for hashing: trim, lower-case the scheme and host, drop
+ * the fragment.  Returns a new string (caller frees) or NULL (ENOMEM).
+ */
+char *cache_normalize_url(const char *url, size_t len, size_t *outlen);
+/* Normalise text: trim leading/trailing whitespace.  New string or NULL. */
+char *cache_normalize_text(const char *text, size_t len, size_t *outlen);
+/* SHA-256 hex of data. */
+void cache_sha256_hex(const char *data, size_t len, char out[65]);
+
+/* --- database ----------------------------------------------------------- */
+
+/* Entry of user (0: system) if present and not expired at now.  QC_ENOTFOUND
+ * on a miss.  Release e with cache_entry_release. */
+enum qc_err cache_get(struct db *db, long long user, enum cache_tier tier,
+		      const char *key, size_t klen, time_t now, struct cache_entry *e);
+void cache_entry_release(struct cache_entry *e);
+
+enum cache_put_outcome { CACHE_STORED = 0, CACHE_SKIPPED_PLAN, CACHE_FULL };
+
+/*
+ * Store an entry for user (0: system, no cap, no plan TTL).  ttl <= 0 means
+ * the plan's TTL (system: never expires); a positive ttl can only shorten
+ * the plan's.  *outcome says whether it was stored; *expires (0 = never).
+ */
+enum qc_err cache_put(struct db *db, long long user, enum cache_tier tier,
+		      const char *key, size_t klen, const char *value, size_t vlen,
+		      int value_is_json, const char *meta, size_t mlen, long long ttl,
+		      time_t now, long long cap, enum cache_put_outcome *outcome,
+		      time_t *expires);
+
+/* Delete one entry.  QC_ENOTFOUND if there was none. */
+enum qc_err cache_delete(struct db *db, long long user, enum cache_tier tier,
+			 const char *key, size_t klen);
+/* Remove expired entries of every user; *deleted gets the count. */
+enum qc_err cache_cleanup(struct db *db, time_t now, unsigned long long *deleted);
+/* Remove every entry of one user. */
+enum qc_err cache_purge_user(struct db *db, long long user, unsigned long long *deleted);
+
+/* Record a hit (entry id, saving in micro-dollars) or a miss in the worker's
+ * accumulator.  plan is copied.  Never touches the database. */
+void cache_note_hit(long long entry_id, long long user, enum cache_tier tier,
+		    const char *plan, time_t now, long long saving_micro);
+void cache_note_miss(long long user, enum cache_tier tier, const char *plan, time_t now);
+/* Seconds until pending counters must be flushed: -1 if nothing pending. */
+int cache_flush_in(time_t now);
+/* Write pending counters (at most two statements).  On error they are kept. */
+enum qc_err cache_flush(struct db *db);
+/* Drop pending counters (tests). */
+void cache_pending_clear(void);
+
+/* Statistics.  Rows per tier: tier, hits, misses, saved_micro (user 0 and
+ * global = 0: everyone). */
+enum qc_err cache_stats_hits(struct db *db, long long user, int global, struct db_rows **out);
+/* Rows per tier: tier, entries, bytes (not expired at now). */
+enum qc_err cache_stats_entries(struct db *db, long long user, int global, time_t now,
+				struct db_rows **out);
+/* Rows per plan: plan, hits, misses, saved_micro. */
+enum qc_err cache_stats_plans(struct db *db, struct db_rows **out);
+/* Rows: cache_key, tier, user_id, access_count (top n by hits). */
+enum qc_err cache_stats_top(struct db *db, long long n, time_t now, struct db_rows **out);
+/* Rows: bucket, hits, misses, saved_micro for buckets >= since. */
+enum qc_err cache_stats_series(struct db *db, long long user, int global, time_t since,
+			       struct db_rows **out);
+
+#endif
