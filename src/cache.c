@@ -5,6 +5,8 @@
  * next successful cache_flush, exactly once.
  */
 #include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +141,32 @@ void cache_sha256_hex(const char *data, size_t len, char out[65])
 		out[2 * i + 1] = hex[md[i] & 15];
 	}
 	out[64] = 0;
+}
+
+int cache_utf8_ok(const char *data, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)data;
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned c = s[i], need, min;
+		if (c < 0x80) { i++; continue; }
+		if ((c & 0xe0) == 0xc0) { need = 1; min = 0x80; c &= 0x1f; }
+		else if ((c & 0xf0) == 0xe0) { need = 2; min = 0x800; c &= 0x0f; }
+		else if ((c & 0xf8) == 0xf0) { need = 3; min = 0x10000; c &= 0x07; }
+		else return 0;
+		if (i + need >= len)
+			return 0;
+		for (unsigned k = 1; k <= need; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+			c = (c << 6) | (s[i + k] & 0x3f);
+		}
+		if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+			return 0;
+		i += need + 1;
+	}
+	return 1;
 }
 
 /* --- entries ------------------------------------------------------------ */
@@ -285,6 +313,93 @@ enum qc_err cache_purge_user(struct db *db, long long user, unsigned long long *
 {
 	struct db_val p[3] = { DB_INT(user), DB_INT(1), DB_INT(0) };
 	return remove_rows(db, p, deleted);
+}
+
+static char *read_file(const char *path, long long max, size_t *len)
+{
+	FILE *f = fopen(path, "rbe");
+	char *buf = NULL;
+	long n;
+
+	if (!f)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n <= max &&
+	    fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
+		if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+			free(buf);
+			buf = NULL;
+		} else {
+			buf[n] = 0;
+			*len = (size_t)n;
+		}
+	}
+	fclose(f);
+	return buf;
+}
+
+enum qc_err cache_warm_dir(struct db *db, const char *dir, time_t now, long long max_entry,
+			   int *loaded, int *unchanged, int *skipped)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	enum qc_err rc = QC_OK;
+	int nl = 0, nu = 0, ns = 0;
+
+	if (!d) {
+		log_error("cache", "cannot open %s: %s", dir, strerror(errno));
+		return QC_EIO;
+	}
+	while ((de = readdir(d))) {
+		char path[4096], key[CACHE_MAX_KEY + 1];
+		struct cache_entry e;
+		enum cache_put_outcome out;
+		size_t len = 0, klen;
+		time_t exp;
+		char *val, *dot;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		snprintf(key, sizeof key, "%s", de->d_name);
+		if ((dot = strrchr(key, '.')) && dot != key)
+			*dot = 0;
+		klen = strlen(key);
+		if (!(val = read_file(path, max_entry, &len)))
+			continue;   /* a directory, unreadable or too large */
+		if (!cache_key_ok(key, klen) || !cache_utf8_ok(val, len)) {
+			log_warn("cache", "warm: skipping %s (bad key or not UTF-8)", de->d_name);
+			ns++;
+			free(val);
+			continue;
+		}
+		rc = cache_get(db, 0, CACHE_SYSTEM, key, klen, now, &e);
+		if (rc == QC_OK && !e.value_is_json && e.value_len == len && memcmp(e.value, val, len) == 0) {
+			nu++;
+			cache_entry_release(&e);
+			free(val);
+			continue;
+		}
+		if (rc == QC_OK)
+			cache_entry_release(&e);
+		else if (rc != QC_ENOTFOUND)
+			goto fail;
+		rc = cache_put(db, 0, CACHE_SYSTEM, key, klen, val, len, 0, NULL, 0, 0, now, 0, &out, &exp);
+		if (rc != QC_OK)
+			goto fail;
+		nl++;
+		free(val);
+		continue;
+fail:
+		free(val);
+		break;
+	}
+	closedir(d);
+	if (rc == QC_ENOTFOUND)
+		rc = QC_OK;
+	if (loaded) *loaded = nl;
+	if (unchanged) *unchanged = nu;
+	if (skipped) *skipped = ns;
+	return rc;
 }
 
 /* --- accumulator -------------------------------------------------------- */

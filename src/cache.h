@@ -53,6 +53,9 @@ char *cache_normalize_text(const char *text, size_t len, size_t *outlen);
 /* SHA-256 hex of data. */
 void cache_sha256_hex(const char *data, size_t len, char out[65]);
 
+/* 1 if data[0..len) is valid UTF-8 (NUL bytes allowed). */
+int cache_utf8_ok(const char *data, size_t len);
+
 /* --- database ----------------------------------------------------------- */
 
 /* Entry of user (0: system) if present and not expired at now.  QC_ENOTFOUND
@@ -81,6 +84,15 @@ enum qc_err cache_delete(struct db *db, long long user, enum cache_tier tier,
 enum qc_err cache_cleanup(struct db *db, time_t now, unsigned long long *deleted);
 /* Remove every entry of one user. */
 enum qc_err cache_purge_user(struct db *db, long long user, unsigned long long *deleted);
+
+/*
+ * Load every regular file of dir into the system tier (key = file name
+ * without its extension), skipping entries whose stored value is already
+ * identical.  Files that are not UTF-8 or whose key is invalid are skipped
+ * with a warning.  Counts go to *loaded and *unchanged (may be NULL).
+ */
+enum qc_err cache_warm_dir(struct db *db, const char *dir, time_t now, long long max_entry,
+			   int *loaded, int *unchanged, int *skipped);
 
 /* Record a hit (entry id, saving in micro-dollars) or a miss in the worker's
  * accumulator.  plan is copied.  Never touches the database. */
