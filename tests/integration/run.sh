@@ -33,6 +33,7 @@ sql_dir = $SRC/sql
 prompts_dir = $SRC/conf/prompts
 auth_cache_seconds = 1
 allow_test_clock = 1
+cache_user_max_bytes = 4194304
 log_level = info
 CONF
 export QC_CONFIG=$CONF QC_AUTH_CACHE_SECONDS=1
