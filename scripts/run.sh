@@ -50,9 +50,24 @@ demo_user() {   # email plan [--admin]
 demo_user admin@demo.quotacache enterprise --admin
 demo_user user@demo.quotacache pro_monthly
 
+# the upstream LLM: a real provider when QC_UPSTREAM_BASE_URL is set (key in
+# QC_UPSTREAM_KEY or a 0600 file named by QC_UPSTREAM_KEY_FILE), else the
+# mock upstream on 127.0.0.1:8081 so the demo works offline
+if [ -z "${QC_UPSTREAM_BASE_URL:-}" ]; then
+	bash "$ROOT/scripts/mock.sh" start "$VAR" "${QC_MOCK_PORT:-8081}"
+	export QC_UPSTREAM_BASE_URL=http://127.0.0.1:${QC_MOCK_PORT:-8081}/v1
+	UPSTREAM_NOTE="the MOCK upstream at $QC_UPSTREAM_BASE_URL (set QC_UPSTREAM_BASE_URL for a real one)"
+else
+	UPSTREAM_NOTE="$QC_UPSTREAM_BASE_URL"
+fi
+ENV_ARGS=(QC_UPSTREAM_BASE_URL="$QC_UPSTREAM_BASE_URL")
+[ -n "${QC_UPSTREAM_MODEL:-}" ] && ENV_ARGS+=(QC_UPSTREAM_MODEL="$QC_UPSTREAM_MODEL")
+[ -n "${QC_UPSTREAM_KEY_FILE:-}" ] && ENV_ARGS+=(QC_UPSTREAM_KEY_FILE="$QC_UPSTREAM_KEY_FILE")
+[ -n "${QC_UPSTREAM_KEY:-}" ] && ENV_ARGS+=(QC_UPSTREAM_KEY="$QC_UPSTREAM_KEY")
+
 bash "$ROOT/scripts/lighttpd.sh" stop "$VAR" >/dev/null 2>&1 || true
 bash "$ROOT/scripts/lighttpd.sh" start "$VAR" "$PORT" "$WORKERS" \
-	"$ROOT/build/src/quotacache-fcgi" "$CONF" "$ROOT/www"
+	"$ROOT/build/src/quotacache-fcgi" "$CONF" "$ROOT/www" "${ENV_ARGS[@]}"
 
 cat <<MSG
 
@@ -61,6 +76,9 @@ quotacache is running.
   demo admin key:     $(grep '^admin@demo.quotacache ' "$KEYS" | cut -d' ' -f2)
   demo user key:      $(grep '^user@demo.quotacache ' "$KEYS" | cut -d' ' -f2)
   try:                curl -H "Authorization: Bearer <key>" http://127.0.0.1:$PORT/api/v1/me
+  upstream LLM:       $UPSTREAM_NOTE
+  generate:           curl -H "Authorization: Bearer <key>" -H 'Content-Type: application/json' \\
+                        -d '{"task":"cover_letter","prompt":"Hello"}' http://127.0.0.1:$PORT/api/v1/generate
   admin CLI:          QC_CONFIG=$CONF $CTL user list
   logs:               $VAR/lighttpd/worker.log, $VAR/mariadb/error.log
   stop:               bash scripts/stop.sh

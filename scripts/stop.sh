@@ -4,4 +4,5 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
 bash "$ROOT/scripts/lighttpd.sh" stop "$ROOT/var"
+bash "$ROOT/scripts/mock.sh" stop "$ROOT/var"
 bash "$ROOT/scripts/mariadb.sh" stop "$ROOT/var"

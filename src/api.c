@@ -10,6 +10,7 @@
 #include "app.h"
 #include "jsonu.h"
 #include "log.h"
+#include "usage.h"
 
 const struct route api_routes[] = {
 	{ "GET", "/api/v1/health", ROUTE_PUBLIC, "health", h_health },
@@ -33,6 +34,8 @@ const struct route api_routes[] = {
 	{ "GET", "/api/v1/cache/{tier}/{key}", ROUTE_AUTH, "cache_get", h_cache_get },
 	{ "PUT", "/api/v1/cache/{tier}/{key}", ROUTE_AUTH | ROUTE_JSON, "cache_put", h_cache_put },
 	{ "DELETE", "/api/v1/cache/{tier}/{key}", ROUTE_AUTH, "cache_delete", h_cache_delete },
+	{ "POST", "/api/v1/generate", ROUTE_AUTH | ROUTE_JSON, "generate", h_generate },
+	{ "GET", "/api/v1/usage", ROUTE_AUTH, "usage", h_usage },
 };
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];
 
@@ -155,4 +158,22 @@ void api_handle(struct app *app, struct http_req *req)
 	req->match.route->handler(app, req);
 	if (!req->sent)
 		api_error(req, QC_EIO, "the handler produced no answer");
+}
+
+int app_flush_in(time_t now)
+{
+	int a = cache_flush_in(now), b = usage_flush_in(now);
+
+	if (a < 0)
+		return b;
+	if (b < 0)
+		return a;
+	return a < b ? a : b;
+}
+
+enum qc_err app_flush(struct app *app)
+{
+	enum qc_err a = cache_flush(app->db), b = usage_flush(app->db);
+
+	return a != QC_OK ? a : b;
 }

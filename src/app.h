@@ -13,9 +13,13 @@
 #include "db.h"
 #include "http.h"
 
+struct upstream;
+struct quota_status;
+
 struct app {
 	struct config cfg;
 	struct db *db;
+	struct upstream *up;
 	/* health: answered from this 1-second read cache */
 	time_t health_at;
 	int health_db_ok;
@@ -31,6 +35,14 @@ void api_handle(struct app *app, struct http_req *req);
 /* The route table (for tests and the OpenAPI check). */
 extern const struct route api_routes[];
 extern const size_t api_nroutes;
+
+/* 429 problem naming the refusing window, Retry-After, RateLimit headers. */
+void api_quota_refusal(struct http_req *req, const struct quota_status *st);
+
+/* Seconds until pending counters and usage events are due (-1: none), and
+ * the flush itself (cache counters, then usage events). */
+int app_flush_in(time_t now);
+enum qc_err app_flush(struct app *app);
 
 /* Answer req with the problem matching error e (detail may be NULL). */
 void api_error(struct http_req *req, enum qc_err e, const char *detail);
@@ -55,5 +67,7 @@ void h_cache_hash(struct app *, struct http_req *);
 void h_cache_stats(struct app *, struct http_req *);
 void h_cache_timeseries(struct app *, struct http_req *);
 void h_cache_cleanup(struct app *, struct http_req *);
+void h_generate(struct app *, struct http_req *);
+void h_usage(struct app *, struct http_req *);
 
 #endif

@@ -402,6 +402,34 @@ fail:
 	return rc;
 }
 
+static struct plan_ttl { char name[33]; int session, content; } plan_ttls[16];
+static unsigned nplan_ttls;
+static time_t plan_ttls_at;
+
+int cache_plan_caches(struct db *db, const char *plan, enum cache_tier tier, time_t now)
+{
+	static const char sql[] = "SELECT name, session_ttl_seconds IS NOT NULL,"
+				  " content_ttl_seconds IS NOT NULL FROM plans";
+	if (!nplan_ttls || now - plan_ttls_at >= 60 || now < plan_ttls_at) {
+		struct db_rows *r = NULL;
+		if (db_query(db, sql, NULL, 0, &r) != QC_OK)
+			return -1;
+		nplan_ttls = 0;
+		for (unsigned i = 0; i < r->nrows && i < 16; i++) {
+			snprintf(plan_ttls[i].name, sizeof plan_ttls[i].name, "%s", db_cell(r, i, 0));
+			plan_ttls[i].session = (int)db_cell_ll(r, i, 1);
+			plan_ttls[i].content = (int)db_cell_ll(r, i, 2);
+			nplan_ttls++;
+		}
+		plan_ttls_at = now;
+		db_rows_free(r);
+	}
+	for (unsigned i = 0; i < nplan_ttls; i++)
+		if (strcmp(plan_ttls[i].name, plan) == 0)
+			return tier == CACHE_CONTENT ? plan_ttls[i].content : plan_ttls[i].session;
+	return 0;
+}
+
 /* --- accumulator -------------------------------------------------------- */
 
 static struct pending_stat *stat_slot(long long user, enum cache_tier tier,

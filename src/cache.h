@@ -94,6 +94,13 @@ enum qc_err cache_purge_user(struct db *db, long long user, unsigned long long *
 enum qc_err cache_warm_dir(struct db *db, const char *dir, time_t now, long long max_entry,
 			   int *loaded, int *unchanged, int *skipped);
 
+/*
+ * Does plan cache entries of tier (user tiers only)?  Answered from a
+ * per-worker copy of the plans table refreshed every 60 s.  1 yes, 0 no,
+ * -1 on a database error.
+ */
+int cache_plan_caches(struct db *db, const char *plan, enum cache_tier tier, time_t now);
+
 /* Record a hit (entry id, saving in micro-dollars) or a miss in the worker's
  * accumulator.  plan is copied.  Never touches the database. */
 void cache_note_hit(long long entry_id, long long user, enum cache_tier tier,

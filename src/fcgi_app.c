@@ -11,11 +11,13 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <fcgiapp.h>
 #include <mysql.h>
 
 #include "app.h"
 #include "log.h"
+#include "upstream.h"
 
 static volatile sig_atomic_t stopping, alarmed;
 
@@ -48,8 +50,8 @@ static void arm(int secs)
  */
 static void flush_if_due(struct app *app)
 {
-	if (cache_flush_in(time(NULL)) == 0 && cache_flush(app->db) != QC_OK)
-		log_warn("main", "flushing cache counters failed; kept for the next try");
+	if (app_flush_in(time(NULL)) == 0 && app_flush(app) != QC_OK)
+		log_warn("main", "flushing counters failed; kept for the next try");
 }
 
 int main(int argc, char **argv)
@@ -76,7 +78,21 @@ int main(int argc, char **argv)
 		config_release(&app.cfg);
 		return 1;
 	}
-	db_connect(app.db);   /* failure is fine: requests answer 503 and retry */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(app.up = upstream_new(&app.cfg))) {
+		log_error("main", "cannot initialise libcurl");
+		db_free(app.db);
+		config_release(&app.cfg);
+		return 1;
+	}
+	srand((unsigned)getpid() ^ (unsigned)time(NULL));
+	/* failure is fine: requests answer 503 and reconnect */
+	if (db_connect(app.db) == QC_OK && app.cfg.prompts_dir && *app.cfg.prompts_dir) {
+		int loaded = 0, same = 0, skipped = 0;
+		if (cache_warm_dir(app.db, app.cfg.prompts_dir, time(NULL), app.cfg.cache_max_entry,
+				   &loaded, &same, &skipped) == QC_OK && loaded)
+			log_info("main", "system tier warmed from %s: %d loaded, %d unchanged",
+				 app.cfg.prompts_dir, loaded, same);
+	}
 
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_term;   /* no SA_RESTART: accept() must be interrupted */
@@ -93,11 +109,11 @@ int main(int argc, char **argv)
 	log_info("main", "worker started (version %s)", QC_VERSION);
 	while (!stopping) {
 		struct http_req req;
-		int due = cache_flush_in(time(NULL)), rc;
+		int due = app_flush_in(time(NULL)), rc;
 
 		if (due == 0) {
 			flush_if_due(&app);
-			due = cache_flush_in(time(NULL));
+			due = app_flush_in(time(NULL));
 		}
 		alarmed = 0;
 		if (due > 0)
@@ -120,9 +136,11 @@ int main(int argc, char **argv)
 		flush_if_due(&app);
 	}
 	FCGX_Free(&freq, 1);
-	if (cache_flush_in(time(NULL)) >= 0 && cache_flush(app.db) != QC_OK)
-		log_warn("main", "pending cache counters lost at shutdown");
+	if (app_flush_in(time(NULL)) >= 0 && app_flush(&app) != QC_OK)
+		log_warn("main", "pending counters lost at shutdown");
 	log_info("main", "worker stopping");
+	upstream_free(app.up);
+	curl_global_cleanup();
 	db_free(app.db);
 	config_release(&app.cfg);
 	mysql_library_end();

@@ -146,7 +146,7 @@ static int would_pass(struct quota_status *st)
 }
 
 /* 429 naming the window that refused; Retry-After is when it resets. */
-static void refuse(struct http_req *req, const struct quota_status *st)
+void api_quota_refusal(struct http_req *req, const struct quota_status *st)
 {
 	int k = quota_refusing(st);
 	char detail[160], ra[32];
@@ -220,7 +220,7 @@ void h_quota_reserve(struct app *app, struct http_req *req)
 	rc = quota_reserve(app->db, req->user.id, task, min, req->now, app->cfg.reservation_ttl,
 			   id, &expires, &st);
 	if (rc == QC_EQUOTA) {
-		refuse(req, &st);
+		api_quota_refusal(req, &st);
 		return;
 	}
 	if (rc != QC_OK) {

@@ -12,6 +12,7 @@ export QC_VAR=$VAR
 
 stop_all() {
 	bash "$SRC/scripts/lighttpd.sh" stop "$VAR" >/dev/null 2>&1
+	bash "$SRC/scripts/mock.sh" stop "$VAR" >/dev/null 2>&1
 	bash "$SRC/scripts/mariadb.sh" stop "$VAR" >/dev/null 2>&1
 }
 
@@ -22,6 +23,15 @@ mkdir -p "$VAR/san"
 trap 'stop_all' EXIT
 
 bash "$SRC/scripts/mariadb.sh" start "$VAR" || { echo "Bail out! mariadb did not start"; exit 1; }
+
+# the mock upstream, with a key the gateway must send and never reveal
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+MOCK_PORT=$(free_port)
+UPKEY="sk-test-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+(umask 077; printf '%s\n' "$UPKEY" >"$VAR/secrets/upstream_key")
+export QC_MOCK_URL=http://127.0.0.1:$MOCK_PORT QC_UPSTREAM_SECRET=$UPKEY
+bash "$SRC/scripts/mock.sh" start "$VAR" "$MOCK_PORT" --expect-key "$UPKEY" \
+	|| { echo "Bail out! mock upstream did not start"; exit 1; }
 
 CONF=$VAR/quotacache.conf
 cat >"$CONF" <<CONF
@@ -34,6 +44,14 @@ prompts_dir = $SRC/conf/prompts
 auth_cache_seconds = 1
 allow_test_clock = 1
 cache_user_max_bytes = 4194304
+upstream_base_url = http://127.0.0.1:$MOCK_PORT/v1
+upstream_key_file = $VAR/secrets/upstream_key
+upstream_model = mock-model
+upstream_timeout_ms = 2000
+upstream_connect_timeout_ms = 500
+upstream_retries = 2
+upstream_backoff_ms = 50
+upstream_prices = mock-model:0.001:0.002,gpt-4o-mini:0.00015:0.0006
 log_level = info
 CONF
 export QC_CONFIG=$CONF QC_AUTH_CACHE_SECONDS=1
@@ -50,7 +68,7 @@ case "$out" in
 	*) echo "not ok - migrate is idempotent: $out" ;;
 esac
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 export QC_URL=http://127.0.0.1:$PORT
 mkdir -p "$VAR/www"
 bash "$SRC/scripts/lighttpd.sh" start "$VAR" "$PORT" "$WORKERS" "$BUILD/src/quotacache-fcgi" \
@@ -73,11 +91,16 @@ done
 # lighttpd stops its workers with SIGTERM: a clean exit runs LeakSanitizer
 bash "$SRC/scripts/lighttpd.sh" stop "$VAR" >/dev/null 2>&1
 sleep 0.5
-# the key must never reach a log line
-if grep -rqE 'qck_[A-Za-z0-9_-]{32}' "$VAR/lighttpd/"*.log 2>/dev/null; then
+# no key may reach a log line: neither ours nor the upstream's
+if grep -rqE 'qck_[A-Za-z0-9_-]{32}' "$VAR/lighttpd/"*.log "$VAR/mock/"*.log 2>/dev/null; then
 	echo "not ok - no API key appears in any log"
 else
 	echo "ok - no API key appears in any log"
+fi
+if grep -rqF "$UPKEY" "$VAR/lighttpd/" "$VAR/mock/mock.log" "$BUILD/tests/out/" 2>/dev/null; then
+	echo "not ok - the upstream key appears in no log and no test output"
+else
+	echo "ok - the upstream key appears in no log and no test output"
 fi
 reports=$(ls "$VAR/san" 2>/dev/null)
 if [ -n "$reports" ]; then

@@ -1,0 +1,194 @@
+/*
+ * h_generate.c - POST /api/v1/generate and GET /api/v1/usage: validate,
+ * call the orchestrator or the usage reports, shape the JSON.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "jsonu.h"
+#include "orchestrator.h"
+#include "quota.h"
+#include "usage.h"
+
+void h_generate(struct app *app, struct http_req *req)
+{
+	static const char *const allowed[] = { "task", "prompt", "system_prompt_key", "cache_key",
+		"cache_tier", "max_tokens", "model", NULL };
+	struct gen_request in;
+	struct gen_result r;
+	const char *tier = NULL;
+	size_t tlen = 0, len = 0;
+	char err[256];
+	enum qc_err rc;
+	json_object *o, *u;
+
+	memset(&in, 0, sizeof in);
+	in.tier = CACHE_CONTENT;
+	if (jsonu_only_fields(req->json, allowed, err, sizeof err) < 0 ||
+	    jsonu_get_str(req->json, "task", 1, QUOTA_TASK_MAX, 1, &in.task, &len, err, sizeof err) < 0 ||
+	    jsonu_get_str(req->json, "prompt", 1, ORCH_PROMPT_MAX, 0, &in.prompt, &in.prompt_len,
+			  err, sizeof err) < 0 ||
+	    jsonu_get_str(req->json, "system_prompt_key", 0, CACHE_MAX_KEY, 1, &in.system_prompt_key,
+			  &in.spk_len, err, sizeof err) < 0 ||
+	    jsonu_get_str(req->json, "cache_key", 0, CACHE_MAX_KEY, 1, &in.cache_key, &in.ck_len,
+			  err, sizeof err) < 0 ||
+	    jsonu_get_str(req->json, "cache_tier", 0, 16, 1, &tier, &tlen, err, sizeof err) < 0 ||
+	    jsonu_get_int(req->json, "max_tokens", 0, 1, 1000000, &in.max_tokens, err, sizeof err) < 0 ||
+	    jsonu_get_str(req->json, "model", 0, ORCH_MODEL_MAX, 1, &in.model, &len, err, sizeof err) < 0) {
+		api_error(req, QC_EINPUT, err);
+		return;
+	}
+	if (!quota_task_ok(in.task, strlen(in.task))) {
+		api_error(req, QC_EINPUT, "field 'task' must be 1-64 characters of A-Z a-z 0-9 _ . -");
+		return;
+	}
+	if (in.prompt_len == 0) {
+		api_error(req, QC_EINPUT, "field 'prompt' is empty");
+		return;
+	}
+	if (in.model && !orch_model_ok(in.model, strlen(in.model))) {
+		api_error(req, QC_EINPUT, "field 'model' must be 1-64 characters of A-Z a-z 0-9 . _ - : /");
+		return;
+	}
+	if ((in.system_prompt_key && !cache_key_ok(in.system_prompt_key, in.spk_len)) ||
+	    (in.cache_key && !cache_key_ok(in.cache_key, in.ck_len))) {
+		api_error(req, QC_EINPUT, "cache keys are 1-255 bytes without control characters");
+		return;
+	}
+	if (tier) {
+		if (strcmp(tier, "session") == 0)
+			in.tier = CACHE_SESSION;
+		else if (strcmp(tier, "content") != 0) {
+			api_error(req, QC_EINPUT, "field 'cache_tier' must be 'session' or 'content'");
+			return;
+		}
+	}
+	rc = orch_generate(app->db, app->up, &app->cfg, &req->user, req->now, &in, &r);
+	if (rc == QC_EQUOTA) {
+		api_quota_refusal(req, &r.quota);
+		return;
+	}
+	if (rc == QC_EUPSTREAM || rc == QC_ETIMEOUT) {
+		http_problem(req, rc == QC_ETIMEOUT ? 504 : 502,
+			     rc == QC_ETIMEOUT ? "upstream-timeout" : "upstream-failure",
+			     http_reason(rc == QC_ETIMEOUT ? 504 : 502), r.error, NULL);
+		return;
+	}
+	if (rc != QC_OK) {
+		api_error(req, rc, r.error[0] ? r.error : NULL);
+		return;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "content", json_object_new_string_len(r.content, (int)r.content_len));
+	json_object_object_add(o, "cached", json_object_new_boolean(r.cached));
+	json_object_object_add(o, "tier", json_object_new_string(cache_tier_name(r.tier)));
+	u = json_object_new_object();
+	json_object_object_add(u, "prompt_tokens", json_object_new_int64(r.prompt_tokens));
+	json_object_object_add(u, "completion_tokens", json_object_new_int64(r.completion_tokens));
+	json_object_object_add(u, "total_tokens", json_object_new_int64(r.prompt_tokens + r.completion_tokens));
+	json_object_object_add(o, "usage", u);
+	json_object_object_add(o, "cost_usd", json_object_new_double((double)r.cost_micro / 1e6));
+	json_object_object_add(o, "latency_ms", json_object_new_int64(r.latency_ms));
+	json_object_object_add(o, "model", json_object_new_string(r.model));
+	if (!in.cache_key)
+		json_object_object_add(o, "cache_key", json_object_new_string(r.cache_key));
+	gen_result_release(&r);
+	http_send_json(req, 200, o);
+	json_object_put(o);
+}
+
+/* from/to: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ; 0 ok, -1 bad */
+static int parse_when(const char *s, long long *t)
+{
+	char buf[40];
+
+	if (qc_parse_iso8601(s, t) == 0)
+		return 0;
+	if (strlen(s) == 10) {
+		snprintf(buf, sizeof buf, "%sT00:00:00Z", s);
+		return qc_parse_iso8601(buf, t);
+	}
+	return -1;
+}
+
+static json_object *sums_json(const struct db_rows *r, unsigned i)
+{
+	json_object *t = json_object_new_object();
+	json_object_object_add(t, "calls", json_object_new_int64(db_cell_ll(r, i, 1)));
+	json_object_object_add(t, "cached", json_object_new_int64(db_cell_ll(r, i, 2)));
+	json_object_object_add(t, "prompt_tokens", json_object_new_int64(db_cell_ll(r, i, 3)));
+	json_object_object_add(t, "completion_tokens", json_object_new_int64(db_cell_ll(r, i, 4)));
+	json_object_object_add(t, "cost_usd", json_object_new_double((double)db_cell_ll(r, i, 5) / 1e6));
+	json_object_object_add(t, "saved_tokens", json_object_new_int64(db_cell_ll(r, i, 6)));
+	json_object_object_add(t, "saved_usd", json_object_new_double((double)db_cell_ll(r, i, 7) / 1e6));
+	json_object_object_add(t, "failures", json_object_new_int64(db_cell_ll(r, i, 8)));
+	return t;
+}
+
+void h_usage(struct app *app, struct http_req *req)
+{
+	char buf[64], iso[32];
+	long long from = req->now - 30LL * 86400, to = req->now + 1, user = req->user.id;
+	int global = 0;
+	struct db_rows *t = NULL, *p = NULL;
+	json_object *o, *tasks;
+	enum qc_err rc;
+
+	if ((http_query_param(req, "from", buf, sizeof buf) && parse_when(buf, &from) < 0) ||
+	    (http_query_param(req, "to", buf, sizeof buf) && parse_when(buf, &to) < 0)) {
+		api_error(req, QC_EINPUT, "'from' and 'to' take YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ");
+		return;
+	}
+	if (to <= from) {
+		api_error(req, QC_EINPUT, "'to' must be after 'from'");
+		return;
+	}
+	if (http_query_param(req, "user_id", buf, sizeof buf)) {
+		char *end;
+		if (!req->user.is_admin) {
+			api_error(req, QC_EFORBIDDEN, "only admins read other users' usage");
+			return;
+		}
+		if (strcmp(buf, "all") == 0) {
+			global = 1;
+		} else {
+			user = strtoll(buf, &end, 10);
+			if (*end || user <= 0) {
+				api_error(req, QC_EINPUT, "'user_id' is a user id or 'all'");
+				return;
+			}
+		}
+	}
+	usage_flush(app->db);   /* this worker's own recent calls count at once */
+	if ((rc = usage_by_task(app->db, user, global, (time_t)from, (time_t)to, &t)) != QC_OK ||
+	    (req->user.is_admin && (rc = usage_by_plan(app->db, (time_t)from, (time_t)to, &p)) != QC_OK)) {
+		db_rows_free(t);
+		api_error(req, rc, NULL);
+		return;
+	}
+	o = json_object_new_object();
+	if (global)
+		json_object_object_add(o, "user_id", json_object_new_string("all"));
+	else
+		json_object_object_add(o, "user_id", json_object_new_int64(user));
+	qc_iso8601(from, iso);
+	json_object_object_add(o, "from", json_object_new_string(iso));
+	qc_iso8601(to, iso);
+	json_object_object_add(o, "to", json_object_new_string(iso));
+	tasks = json_object_new_object();
+	for (unsigned i = 0; i < t->nrows; i++)
+		json_object_object_add(tasks, db_cell(t, i, 0), sums_json(t, i));
+	json_object_object_add(o, "tasks", tasks);
+	if (p) {
+		json_object *plans = json_object_new_object();
+		for (unsigned i = 0; i < p->nrows; i++)
+			json_object_object_add(plans, db_cell(p, i, 0), sums_json(p, i));
+		json_object_object_add(o, "plans", plans);
+	}
+	db_rows_free(t);
+	db_rows_free(p);
+	http_send_json(req, 200, o);
+	json_object_put(o);
+}

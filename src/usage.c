@@ -1,0 +1,114 @@
+/*
+ * usage.c - the usage_events queue of this worker and the usage reports.
+ * Invariant: a queued event is written by the next successful usage_flush
+ * exactly once.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "log.h"
+#include "usage.h"
+
+#define MAX_QUEUED 256
+
+static struct usage_event queue[MAX_QUEUED];
+static unsigned nqueued;
+static time_t queued_since;
+
+void usage_note(const struct usage_event *ev)
+{
+	if (nqueued == MAX_QUEUED) {
+		log_warn("usage", "usage queue full; an event is dropped");
+		return;
+	}
+	if (!nqueued)
+		queued_since = ev->created_at;
+	queue[nqueued++] = *ev;
+}
+
+int usage_flush_in(time_t now)
+{
+	long long left;
+
+	if (!nqueued)
+		return -1;
+	if (nqueued > MAX_QUEUED * 3 / 4)
+		return 0;
+	left = 1 - (long long)(now - queued_since);
+	return left < 0 ? 0 : (int)left;
+}
+
+#define ROW "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#define NCOL 13
+
+enum qc_err usage_flush(struct db *db)
+{
+	static const char head[] =
+		"INSERT INTO usage_events (user_id, plan, task, model, prompt_tokens,"
+		" completion_tokens, cost_micro, saved_tokens, saved_micro, cached, outcome,"
+		" latency_ms, created_at) VALUES ";
+	struct db_val *p;
+	char *sql, *w;
+	enum qc_err rc;
+
+	if (!nqueued)
+		return QC_OK;
+	p = calloc(nqueued * NCOL, sizeof *p);
+	sql = malloc(sizeof head + nqueued * (sizeof ROW + 2));
+	if (!p || !sql) {
+		free(p);
+		free(sql);
+		return QC_ENOMEM;
+	}
+	w = sql + sprintf(sql, "%s", head);
+	for (unsigned i = 0; i < nqueued; i++) {
+		const struct usage_event *e = &queue[i];
+		struct db_val *v = p + i * NCOL;
+		w += sprintf(w, "%s" ROW, i ? ", " : "");
+		v[0] = DB_INT(e->user_id);
+		v[1] = DB_STR(e->plan);
+		v[2] = DB_STR(e->task);
+		v[3] = DB_STR(e->model);
+		v[4] = DB_INT(e->prompt_tokens);
+		v[5] = DB_INT(e->completion_tokens);
+		v[6] = DB_INT(e->cost_micro);
+		v[7] = DB_INT(e->saved_tokens);
+		v[8] = DB_INT(e->saved_micro);
+		v[9] = DB_INT(e->cached);
+		v[10] = DB_STR(e->outcome);
+		v[11] = DB_INT(e->latency_ms);
+		v[12] = DB_INT(e->created_at);
+	}
+	rc = db_exec_once(db, sql, p, nqueued * NCOL, NULL);
+	if (rc == QC_OK)
+		nqueued = 0;
+	free(p);
+	free(sql);
+	return rc;
+}
+
+#define SUMS " COUNT(*), SUM(cached), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_micro)," \
+	     " SUM(saved_tokens), SUM(saved_micro), SUM(outcome NOT IN ('ok', 'cached'))"
+
+static const char SQL_BY_TASK[] =
+	"SELECT task," SUMS " FROM usage_events"
+	" WHERE (? = 1 OR user_id = ?) AND created_at >= ? AND created_at < ?"
+	" GROUP BY task ORDER BY task";
+static const char SQL_BY_PLAN[] =
+	"SELECT plan," SUMS " FROM usage_events WHERE created_at >= ? AND created_at < ?"
+	" GROUP BY plan ORDER BY plan";
+
+enum qc_err usage_by_task(struct db *db, long long user, int global, time_t from, time_t to,
+			  struct db_rows **out)
+{
+	struct db_val p[4] = { DB_INT(global), DB_INT(user), DB_INT(from), DB_INT(to) };
+	return db_query(db, SQL_BY_TASK, p, 4, out);
+}
+
+enum qc_err usage_by_plan(struct db *db, time_t from, time_t to, struct db_rows **out)
+{
+	struct db_val p[2] = { DB_INT(from), DB_INT(to) };
+	return db_query(db, SQL_BY_PLAN, p, 2, out);
+}
