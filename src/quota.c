@@ -209,25 +209,30 @@ int quota_id_ok(const char *id, size_t len)
 
 /* --- database ----------------------------------------------------------- */
 
-static const char SQL_STATUS[] =
-	"SELECT u.plan,"
-	" IF(o.tokens_per_day IS NULL, p.tokens_per_day, NULLIF(o.tokens_per_day, -1)),"
-	" IF(o.tokens_per_month IS NULL, p.tokens_per_month, NULLIF(o.tokens_per_month, -1)),"
-	" IF(o.calls_per_hour IS NULL, p.calls_per_hour, NULLIF(o.calls_per_hour, -1)),"
-	" COALESCE(d.used, 0), COALESCE(d.reserved, 0) - COALESCE((SELECT SUM(r.estimate)"
-	"   FROM quota_reservations r WHERE r.user_id = u.id AND r.state = 'active'"
-	"   AND r.expires_at <= ? AND r.day_start = ?), 0),"
-	" COALESCE(m.used, 0), COALESCE(m.reserved, 0) - COALESCE((SELECT SUM(r.estimate)"
-	"   FROM quota_reservations r WHERE r.user_id = u.id AND r.state = 'active'"
-	"   AND r.expires_at <= ? AND r.month_start = ?), 0),"
-	" COALESCE(h.calls, 0), qc_estimate(?, ?)"
-	" FROM users u JOIN plans p ON p.name = u.plan"
-	" LEFT JOIN quota_overrides o ON o.user_id = u.id"
-	"   AND (o.expires_at IS NULL OR o.expires_at > ?)"
-	" LEFT JOIN quota_counters d ON d.user_id = u.id AND d.window_kind = 'day' AND d.window_start = ?"
-	" LEFT JOIN quota_counters m ON m.user_id = u.id AND m.window_kind = 'month' AND m.window_start = ?"
-	" LEFT JOIN quota_counters h ON h.user_id = u.id AND h.window_kind = 'hour' AND h.window_start = ?"
-	" WHERE u.id = ?";
+/* One status query in two forms: with and without the estimate of a task.
+ * The last column is the earliest expiry of the user's active reservations:
+ * when it has passed, they are settled first (rare) and the query repeated. */
+#define STATUS_HEAD \
+	"SELECT u.plan," \
+	" IF(o.tokens_per_day IS NULL, p.tokens_per_day, NULLIF(o.tokens_per_day, -1))," \
+	" IF(o.tokens_per_month IS NULL, p.tokens_per_month, NULLIF(o.tokens_per_month, -1))," \
+	" IF(o.calls_per_hour IS NULL, p.calls_per_hour, NULLIF(o.calls_per_hour, -1))," \
+	" COALESCE(d.used, 0), COALESCE(d.reserved, 0), COALESCE(m.used, 0), COALESCE(m.reserved, 0)," \
+	" COALESCE(h.calls, 0)," \
+	" (SELECT MIN(r.expires_at) FROM quota_reservations r WHERE r.user_id = u.id AND r.state = 'active'),"
+#define STATUS_TAIL \
+	" FROM users u JOIN plans p ON p.name = u.plan" \
+	" LEFT JOIN quota_overrides o ON o.user_id = u.id" \
+	"   AND (o.expires_at IS NULL OR o.expires_at > ?)" \
+	" LEFT JOIN quota_counters d ON d.user_id = u.id AND d.window_kind = 'day' AND d.window_start = ?" \
+	" LEFT JOIN quota_counters m ON m.user_id = u.id AND m.window_kind = 'month' AND m.window_start = ?" \
+	" LEFT JOIN quota_counters h ON h.user_id = u.id AND h.window_kind = 'hour' AND h.window_start = ?" \
+	" WHERE u.id = ?"
+static const char SQL_STATUS[] = STATUS_HEAD " 0" STATUS_TAIL;
+static const char SQL_STATUS_EST[] = STATUS_HEAD
+	" GREATEST(COALESCE((SELECT tokens FROM task_estimates WHERE task = ?),"
+	"   (SELECT tokens FROM task_estimates WHERE task = 'default'), 1500), ?)" STATUS_TAIL;
+static const char SQL_EXPIRE_USER[] = "CALL qc_expire_user(?, ?)";
 static const char SQL_RESERVE[] = "CALL qc_reserve(?, ?, ?, ?, ?, ?, ?, ?, ?)";
 static const char SQL_SETTLE[] = "CALL qc_settle(?, ?, ?, ?)";
 static const char SQL_USER_PLAN[] = "SELECT plan FROM users WHERE id = ?";
@@ -265,20 +270,38 @@ enum qc_err quota_status_get(struct db *db, long long user, const char *task,
 {
 	time_t day = quota_window_start(QUOTA_DAY, now), month = quota_window_start(QUOTA_MONTH, now);
 	time_t hour = quota_window_start(QUOTA_HOUR, now);
-	struct db_val p[11] = {
-		DB_INT(now), DB_INT(day), DB_INT(now), DB_INT(month),
-		DB_STR(task ? task : "default"), DB_INT(min), DB_INT(now),
-		DB_INT(day), DB_INT(month), DB_INT(hour), DB_INT(user),
-	};
+	struct db_val p[7];
+	unsigned np = 0;
 	struct db_rows *r = NULL;
 	enum qc_err rc;
 
 	memset(st, 0, sizeof *st);
-	if ((rc = db_query(db, SQL_STATUS, p, 11, &r)) != QC_OK)
-		return rc;
-	if (r->nrows != 1) {
-		db_rows_free(r);
-		return QC_ENOTFOUND;
+	if (task) {
+		p[np++] = DB_STR(task);
+		p[np++] = DB_INT(min);
+	}
+	p[np++] = DB_INT(now);
+	p[np++] = DB_INT(day);
+	p[np++] = DB_INT(month);
+	p[np++] = DB_INT(hour);
+	p[np++] = DB_INT(user);
+	for (int pass = 0;; pass++) {
+		if ((rc = db_query(db, task ? SQL_STATUS_EST : SQL_STATUS, p, np, &r)) != QC_OK)
+			return rc;
+		if (r->nrows != 1) {
+			db_rows_free(r);
+			return QC_ENOTFOUND;
+		}
+		/* a reservation past its expiry: give its tokens back, read again */
+		if (pass == 0 && !db_cell_null(r, 0, 9) && db_cell_ll(r, 0, 9) <= (long long)now) {
+			struct db_val e[2] = { DB_INT(user), DB_INT(now) };
+			db_rows_free(r);
+			r = NULL;
+			if ((rc = db_exec(db, SQL_EXPIRE_USER, e, 2, NULL)) != QC_OK)
+				return rc;
+			continue;
+		}
+		break;
 	}
 	st->user_id = user;
 	snprintf(st->plan, sizeof st->plan, "%s", db_cell(r, 0, 0));
@@ -288,7 +311,7 @@ enum qc_err quota_status_get(struct db *db, long long user, const char *task,
 			  db_cell_ll(r, 0, 7), cell_limit(r, 2));
 	quota_window_fill(&st->w[QUOTA_HOUR], QUOTA_HOUR, now, db_cell_ll(r, 0, 8), 0,
 			  cell_limit(r, 3));
-	st->estimate = db_cell_ll(r, 0, 9);
+	st->estimate = db_cell_ll(r, 0, 10);
 	quota_overall(st);
 	db_rows_free(r);
 	return QC_OK;
