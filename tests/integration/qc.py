@@ -21,6 +21,7 @@ HOST, PORT = _u.hostname, _u.port or 80
 CTL = os.environ.get("QC_CTL", "quotacachectl")
 VAR = os.environ.get("QC_VAR", "/tmp")
 
+SERVER = os.environ.get("QC_SERVER", "lighttpd")
 _n = 0
 _failed = 0
 _lock = threading.Lock()
@@ -31,6 +32,7 @@ def check(cond, name, detail=None):
     global _n, _failed
     with _lock:
         _n += 1
+        name = f"[{SERVER}] {name}"
         if cond:
             print(f"ok {_n} - {name}", flush=True)
         else:

@@ -75,11 +75,28 @@ bash "$SRC/scripts/lighttpd.sh" start "$VAR" "$PORT" "$WORKERS" "$BUILD/src/quot
 	"$CONF" "$SRC/www" || { echo "Bail out! lighttpd did not start"; exit 1; }
 
 cd "$SRC/tests/integration" || exit 1
-for t in test_*.py; do
-	[ "$t" = test_outage.py ] && continue   # stops the database: runs last
-	echo "# $t"
-	python3 "$t" || echo "# $t exited $?"
-done
+# the API suites; QC_SERVER names the web server in every check
+run_api_suites() {
+	for t in test_*.py; do
+		[ "$t" = test_outage.py ] && continue   # stops the database: runs last
+		echo "# $QC_SERVER: $t"
+		python3 "$t" || echo "# $t exited $?"
+	done
+}
+export QC_SERVER=lighttpd
+run_api_suites
+# the browser test of the dashboard (tests/browser/run.sh installs its tools)
+if [ -f "$SRC/tests/browser/run.sh" ] && [ "${QC_SKIP_BROWSER:-0}" != 1 ]; then
+	echo "# browser"
+	bash "$SRC/tests/browser/run.sh" || echo "# browser exited $?"
+fi
+# the same API suites through Apache + mod_fcgid (same database and mock)
+if [ -f "$SRC/tests/integration/apache_pass.sh" ] && [ "${QC_SKIP_APACHE:-0}" != 1 ]; then
+	export -f run_api_suites
+	export CONF WORKERS
+	bash "$SRC/tests/integration/apache_pass.sh" || echo "# apache pass exited $?"
+	export QC_SERVER=lighttpd QC_URL=http://127.0.0.1:$PORT
+fi
 # C tests of the database-backed modules (settable clock), own database
 for t in "$BUILD"/tests/db/test_*; do
 	[ -x "$t" ] || continue
