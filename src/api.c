@@ -10,6 +10,7 @@
 #include "app.h"
 #include "jsonu.h"
 #include "log.h"
+#include "metrics.h"
 #include "usage.h"
 
 const struct route api_routes[] = {
@@ -36,6 +37,7 @@ const struct route api_routes[] = {
 	{ "DELETE", "/api/v1/cache/{tier}/{key}", ROUTE_AUTH, "cache_delete", h_cache_delete },
 	{ "POST", "/api/v1/generate", ROUTE_AUTH | ROUTE_JSON, "generate", h_generate },
 	{ "GET", "/api/v1/usage", ROUTE_AUTH, "usage", h_usage },
+	{ "GET", "/metrics", ROUTE_PUBLIC, "metrics", h_metrics },
 };
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];
 
@@ -162,18 +164,21 @@ void api_handle(struct app *app, struct http_req *req)
 
 int app_flush_in(time_t now)
 {
-	int a = cache_flush_in(now), b = usage_flush_in(now);
+	int due[3] = { cache_flush_in(now), usage_flush_in(now), metrics_flush_in(now) }, best = -1;
 
-	if (a < 0)
-		return b;
-	if (b < 0)
-		return a;
-	return a < b ? a : b;
+	for (int i = 0; i < 3; i++)
+		if (due[i] >= 0 && (best < 0 || due[i] < best))
+			best = due[i];
+	return best;
 }
 
 enum qc_err app_flush(struct app *app)
 {
-	enum qc_err a = cache_flush(app->db), b = usage_flush(app->db);
+	enum qc_err a, b, c;
 
-	return a != QC_OK ? a : b;
+	metrics_db_reconnects(db_reconnects(app->db));
+	a = cache_flush(app->db);
+	b = usage_flush(app->db);
+	c = metrics_flush(app->db);
+	return a != QC_OK ? a : b != QC_OK ? b : c;
 }

@@ -40,6 +40,7 @@ static const struct opt opts[] = {
 	S(log_level, "info"),
 	I(reservation_ttl, "600", 1, 86400),
 	I(allow_test_clock, "0", 0, 1),
+	I(metrics_allow_loopback, "1", 0, 1),
 	I(cache_max_entry, "1048576", 1, 268435456LL),
 	I(cache_user_max_bytes, "67108864", 1, 1LL << 40),
 	S(cache_saving_system, "0.0002"),

@@ -28,6 +28,7 @@ struct config {
 	/* quota */
 	long long reservation_ttl;   /* seconds an uncommitted reservation lives */
 	long long allow_test_clock;  /* 1: honour X-QC-Test-Now (tests only) */
+	long long metrics_allow_loopback; /* 1: /metrics without a key from 127.0.0.1/::1 */
 	/* cache */
 	long long cache_max_entry;       /* bytes */
 	long long cache_user_max_bytes;  /* bytes per user */

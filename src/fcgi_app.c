@@ -17,6 +17,7 @@
 
 #include "app.h"
 #include "log.h"
+#include "metrics.h"
 #include "upstream.h"
 
 static volatile sig_atomic_t stopping, alarmed;
@@ -127,10 +128,15 @@ int main(int argc, char **argv)
 			flush_if_due(&app);   /* the timer woke us */
 			continue;
 		}
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		http_req_init(&req, &freq);
 		log_set_request_id(req.id);
 		api_handle(&app, &req);
 		log_set_request_id(NULL);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		metrics_http(req.match.route ? req.match.route->name : "unmatched", req.status,
+			     (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 		http_req_release(&req);
 		FCGX_Finish_r(&freq);
 		flush_if_due(&app);

@@ -1,7 +1,11 @@
 /*
  * h_core.c - handlers for the service itself: health and the caller's identity.
  */
+#include <stdlib.h>
+#include <string.h>
+
 #include "app.h"
+#include "metrics.h"
 #include "migrate.h"
 
 void h_health(struct app *app, struct http_req *req)
@@ -36,4 +40,34 @@ void h_me(struct app *app, struct http_req *req)
 	json_object_object_add(o, "role", json_object_new_string(req->user.is_admin ? "admin" : "user"));
 	http_send_json(req, 200, o);
 	json_object_put(o);
+}
+
+/* Admin key, or (when allowed) a request from the loopback interface. */
+void h_metrics(struct app *app, struct http_req *req)
+{
+	const char *ra = req->remote_addr ? req->remote_addr : "";
+	int loopback = strncmp(ra, "127.", 4) == 0 || strcmp(ra, "::1") == 0;
+	char *text = NULL;
+	size_t len = 0;
+	enum qc_err rc;
+
+	if (req->authorization || !(loopback && app->cfg.metrics_allow_loopback)) {
+		rc = auth_authenticate(app->db, req->authorization, req->now,
+				       app->cfg.auth_cache_seconds, &req->user);
+		if (rc != QC_OK) {
+			api_error(req, rc, rc == QC_EAUTH ? "metrics need an admin key (or loopback)" : NULL);
+			return;
+		}
+		if (!req->user.is_admin) {
+			api_error(req, QC_EFORBIDDEN, "metrics need an admin key");
+			return;
+		}
+	}
+	app_flush(app);   /* this worker's own counts are current */
+	if ((rc = metrics_render(app->db, &text, &len)) != QC_OK) {
+		api_error(req, rc, NULL);
+		return;
+	}
+	http_send(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+	free(text);
 }

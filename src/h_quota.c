@@ -8,6 +8,7 @@
 
 #include "app.h"
 #include "jsonu.h"
+#include "metrics.h"
 #include "quota.h"
 #include "users.h"
 
@@ -163,8 +164,10 @@ void api_quota_refusal(struct http_req *req, const struct quota_status *st)
 		 quota_policy_name((enum quota_kind)k), k == QUOTA_HOUR ? "call" : "token",
 		 st->w[k].limit, secs);
 	for (int i = 0; i < QUOTA_NKINDS; i++)
-		if (st->w[i].over)
+		if (st->w[i].over) {
 			json_object_array_add(pol, json_object_new_string(quota_policy_name((enum quota_kind)i)));
+			metrics_quota_refusal(quota_policy_name((enum quota_kind)i), st->plan);
+		}
 	json_object_object_add(extra, "window", json_object_new_string(quota_kind_name((enum quota_kind)k)));
 	json_object_object_add(extra, "violated-policies", pol);
 	json_object_object_add(extra, "retry_after", json_object_new_int64(secs));

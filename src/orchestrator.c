@@ -14,6 +14,7 @@
 #include "config.h"
 #include "db.h"
 #include "log.h"
+#include "metrics.h"
 #include "orchestrator.h"
 #include "upstream.h"
 #include "usage.h"
@@ -188,6 +189,7 @@ enum qc_err orch_generate(struct db *db, struct upstream *up, const struct confi
 			  const struct gen_request *in, struct gen_result *r)
 {
 	long long t0 = mono_ms(), saved_t = 0, saved_m = 0, min;
+	double up_secs = 0;
 	const char *model = in->model ? in->model : cfg->upstream_model;
 	const char *key = in->cache_key;
 	size_t klen = in->ck_len;
@@ -314,9 +316,14 @@ enum qc_err orch_generate(struct db *db, struct upstream *up, const struct confi
 	json_object_object_add(m, "role", json_object_new_string("user"));
 	json_object_object_add(m, "content", json_object_new_string_len(in->prompt, (int)in->prompt_len));
 	json_object_array_add(msgs, m);
-	rc = upstream_chat(up, model, msgs, in->max_tokens, &ur);
+	{
+		long long u0 = mono_ms();
+		rc = upstream_chat(up, model, msgs, in->max_tokens, &ur);
+		up_secs = (double)(mono_ms() - u0) / 1000.0;
+	}
 	r->upstream_calls = ur.attempts;
 	if (rc != QC_OK) {
+		metrics_upstream(rc == QC_ETIMEOUT ? "timeout" : "upstream_error", ur.attempts, up_secs, 0, 0, 0);
 		snprintf(r->error, sizeof r->error, "%s", ur.error);
 		r->latency_ms = mono_ms() - t0;
 		event(user, in, r, rc == QC_ETIMEOUT ? "timeout" : "upstream_error", 0, 0, now);
@@ -334,6 +341,7 @@ enum qc_err orch_generate(struct db *db, struct upstream *up, const struct confi
 	}
 	r->cost_micro = upstream_cost_micro(cfg->upstream_prices, r->model, r->prompt_tokens,
 					    r->completion_tokens);
+	metrics_upstream("ok", ur.attempts, up_secs, r->prompt_tokens, r->completion_tokens, r->cost_micro);
 
 	/* 6. store, then let the waiters in */
 	if (caches) {

@@ -1,0 +1,366 @@
+/*
+ * metrics.c - the metrics accumulator of this worker, its flush, and the
+ * text exposition built from the database.
+ * Invariant: a pending increment is added by the next successful flush
+ * exactly once.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "log.h"
+#include "metrics.h"
+
+#define MAX_PENDING 512
+
+static const double buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+				  1, 2.5, 5, 10 };
+#define NBUCKETS (int)(sizeof buckets / sizeof buckets[0])   /* +Inf is index NBUCKETS */
+
+struct pending { char name[64]; char labels[160]; int bucket; long long value; };
+
+static struct pending pend[MAX_PENDING];
+static unsigned npend;
+static time_t pend_since;
+static unsigned long reconnects_seen;
+
+static void add(const char *name, const char *labels, int bucket, long long v)
+{
+	unsigned i;
+
+	for (i = 0; i < npend; i++)
+		if (pend[i].bucket == bucket && strcmp(pend[i].name, name) == 0 &&
+		    strcmp(pend[i].labels, labels) == 0) {
+			pend[i].value += v;
+			return;
+		}
+	if (npend == MAX_PENDING) {
+		log_warn("metrics", "accumulator full; an increment of %s is dropped", name);
+		return;
+	}
+	if (!npend)
+		pend_since = time(NULL);
+	snprintf(pend[npend].name, sizeof pend[npend].name, "%s", name);
+	snprintf(pend[npend].labels, sizeof pend[npend].labels, "%s", labels);
+	pend[npend].bucket = bucket;
+	pend[npend].value = v;
+	npend++;
+}
+
+void metrics_escape(const char *in, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	for (; *in && o + 3 < outlen; in++) {
+		if (*in == '\\' || *in == '"') {
+			out[o++] = '\\';
+			out[o++] = *in;
+		} else if (*in == '\n') {
+			out[o++] = '\\';
+			out[o++] = 'n';
+		} else {
+			out[o++] = *in;
+		}
+	}
+	out[o] = 0;
+}
+
+static void observe(const char *name, const char *labels, double seconds)
+{
+	char n[64];
+
+	for (int b = 0; b <= NBUCKETS; b++)
+		if (b == NBUCKETS || seconds <= buckets[b]) {
+			snprintf(n, sizeof n, "%s_bucket", name);
+			/* cumulative buckets: every bucket from the first that fits */
+			for (int c = b; c <= NBUCKETS; c++)
+				add(n, labels, c, 1);
+			break;
+		}
+	snprintf(n, sizeof n, "%s_sum", name);
+	add(n, labels, -1, (long long)(seconds * 1e6 + 0.5));
+	snprintf(n, sizeof n, "%s_count", name);
+	add(n, labels, -1, 1);
+}
+
+void metrics_http(const char *route, int status, double seconds)
+{
+	char labels[160], r[64];
+
+	metrics_escape(route, r, sizeof r);
+	snprintf(labels, sizeof labels, "route=\"%s\",status=\"%d\"", r, status);
+	add("qc_http_requests_total", labels, -1, 1);
+	snprintf(labels, sizeof labels, "route=\"%s\"", r);
+	observe("qc_http_request_duration_seconds", labels, seconds);
+}
+
+void metrics_quota_refusal(const char *window, const char *plan)
+{
+	char labels[160], p[66];
+
+	metrics_escape(plan, p, sizeof p);
+	snprintf(labels, sizeof labels, "plan=\"%s\",window=\"%s\"", p, window);
+	add("qc_quota_refusals_total", labels, -1, 1);
+}
+
+void metrics_upstream(const char *outcome, int attempts, double seconds,
+		      long long prompt_tokens, long long completion_tokens, long long cost_micro)
+{
+	char labels[64];
+
+	snprintf(labels, sizeof labels, "outcome=\"%s\"", outcome);
+	add("qc_upstream_calls_total", labels, -1, 1);
+	add("qc_upstream_attempts_total", "", -1, attempts);
+	observe("qc_upstream_latency_seconds", "", seconds);
+	if (prompt_tokens)
+		add("qc_upstream_tokens_total", "direction=\"prompt\"", -1, prompt_tokens);
+	if (completion_tokens)
+		add("qc_upstream_tokens_total", "direction=\"completion\"", -1, completion_tokens);
+	if (cost_micro)
+		add("qc_upstream_cost_usd_total", "", -1, cost_micro);
+}
+
+void metrics_db_reconnects(unsigned long total)
+{
+	if (total > reconnects_seen) {
+		add("qc_db_reconnects_total", "", -1, (long long)(total - reconnects_seen));
+		reconnects_seen = total;
+	}
+}
+
+int metrics_flush_in(time_t now)
+{
+	long long left;
+
+	if (!npend)
+		return -1;
+	if (npend > MAX_PENDING * 3 / 4)
+		return 0;
+	left = 1 - (long long)(now - pend_since);
+	return left < 0 ? 0 : (int)left;
+}
+
+enum qc_err metrics_flush(struct db *db)
+{
+	static const char head[] = "INSERT INTO metrics_counters (name, labels, bucket, value) VALUES ";
+	static const char tail[] = " ON DUPLICATE KEY UPDATE value = value + VALUES(value)";
+	struct db_val *p;
+	char *sql, *w;
+	enum qc_err rc;
+
+	if (!npend)
+		return QC_OK;
+	p = calloc(npend * 4, sizeof *p);
+	sql = malloc(sizeof head + sizeof tail + npend * 16);
+	if (!p || !sql) {
+		free(p);
+		free(sql);
+		return QC_ENOMEM;
+	}
+	w = sql + sprintf(sql, "%s", head);
+	for (unsigned i = 0; i < npend; i++) {
+		w += sprintf(w, "%s(?, ?, ?, ?)", i ? ", " : "");
+		p[4 * i] = DB_STR(pend[i].name);
+		p[4 * i + 1] = DB_STR(pend[i].labels);
+		p[4 * i + 2] = DB_INT(pend[i].bucket);
+		p[4 * i + 3] = DB_INT(pend[i].value);
+	}
+	sprintf(w, "%s", tail);
+	rc = db_exec_once(db, sql, p, npend * 4, NULL);
+	if (rc == QC_OK)
+		npend = 0;
+	free(p);
+	free(sql);
+	return rc;
+}
+
+/* --- exposition -------------------------------------------------------- */
+
+struct buf { char *s; size_t len, cap; int oom; };
+
+static void put(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->oom)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n >= 0 && (size_t)n < b->cap - b->len) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t ncap = b->cap * 2 + (n > 0 ? (size_t)n : 0) + 1024;
+		char *t = realloc(b->s, ncap);
+		if (!t) {
+			b->oom = 1;
+			return;
+		}
+		b->s = t;
+		b->cap = ncap;
+	}
+}
+
+/* zero: an unlabelled series shown as 0 before its first increment */
+struct family { const char *name; const char *type; const char *help; int zero; };
+
+static const struct family families[] = {
+	{ "qc_http_requests_total", "counter", "HTTP requests answered, by route and status.", 0 },
+	{ "qc_http_request_duration_seconds", "histogram", "Time to answer a request, by route.", 0 },
+	{ "qc_quota_refusals_total", "counter", "Reservations refused (429), by window and plan.", 0 },
+	{ "qc_upstream_calls_total", "counter", "Upstream LLM calls, by outcome.", 0 },
+	{ "qc_upstream_attempts_total", "counter", "Upstream HTTP attempts including retries.", 1 },
+	{ "qc_upstream_latency_seconds", "histogram", "Upstream call time including retries.", 0 },
+	{ "qc_upstream_tokens_total", "counter", "Tokens billed by the upstream, by direction.", 0 },
+	{ "qc_upstream_cost_usd_total", "counter", "Dollars spent upstream (configured prices).", 1 },
+	{ "qc_db_reconnects_total", "counter", "Database reconnections by workers.", 1 },
+};
+
+static int is_money(const char *name) { return strstr(name, "_usd_") != NULL; }
+
+static void render_value(struct buf *b, const char *name, long long v)
+{
+	size_t n = strlen(name);
+
+	if (is_money(name) || (n > 4 && strcmp(name + n - 4, "_sum") == 0))
+		put(b, "%.6f\n", (double)v / 1e6);
+	else
+		put(b, "%lld\n", v);
+}
+
+static enum qc_err render_counters(struct db *db, struct buf *b)
+{
+	static const char sql[] = "SELECT name, labels, bucket, value FROM metrics_counters"
+				  " ORDER BY name, labels, bucket";
+	struct db_rows *r = NULL;
+	enum qc_err rc = db_query(db, sql, NULL, 0, &r);
+
+	if (rc != QC_OK)
+		return rc;
+	for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
+		const struct family *fam = &families[f];
+		size_t fl = strlen(fam->name);
+		int hist = strcmp(fam->type, "histogram") == 0;
+
+		put(b, "# HELP %s %s\n# TYPE %s %s\n", fam->name, fam->help, fam->name, fam->type);
+		if (!hist) {
+			int any = 0;
+			for (unsigned i = 0; i < r->nrows; i++) {
+				const char *name = db_cell(r, i, 0), *labels = db_cell(r, i, 1);
+				if (strcmp(name, fam->name) != 0)
+					continue;
+				put(b, "%s%s%s%s ", name, *labels ? "{" : "", labels, *labels ? "}" : "");
+				render_value(b, name, db_cell_ll(r, i, 3));
+				any = 1;
+			}
+			if (!any && fam->zero)
+				put(b, "%s 0\n", fam->name);
+			continue;
+		}
+		/* histogram: per label set, buckets in order, then sum and count */
+		for (unsigned i = 0; i < r->nrows; i++) {
+			const char *name = db_cell(r, i, 0), *labels = db_cell(r, i, 1);
+			char want[80];
+			if (strncmp(name, fam->name, fl) != 0 || strcmp(name + fl, "_count") != 0)
+				continue;
+			snprintf(want, sizeof want, "%s_bucket", fam->name);
+			for (unsigned j = 0; j < r->nrows; j++) {
+				int bk = (int)db_cell_ll(r, j, 2);
+				if (strcmp(db_cell(r, j, 0), want) != 0 || strcmp(db_cell(r, j, 1), labels) != 0)
+					continue;
+				if (bk >= NBUCKETS)
+					put(b, "%s{%s%sle=\"+Inf\"} ", want, labels, *labels ? "," : "");
+				else
+					put(b, "%s{%s%sle=\"%g\"} ", want, labels, *labels ? "," : "", buckets[bk]);
+				put(b, "%lld\n", db_cell_ll(r, j, 3));
+			}
+			for (unsigned j = 0; j < r->nrows; j++)
+				if (strncmp(db_cell(r, j, 0), fam->name, fl) == 0 &&
+				    strcmp(db_cell(r, j, 0) + fl, "_sum") == 0 && strcmp(db_cell(r, j, 1), labels) == 0) {
+					put(b, "%s_sum%s%s%s ", fam->name, *labels ? "{" : "", labels, *labels ? "}" : "");
+					render_value(b, "x_sum", db_cell_ll(r, j, 3));
+				}
+			put(b, "%s_count%s%s%s %lld\n", fam->name, *labels ? "{" : "", labels,
+			    *labels ? "}" : "", db_cell_ll(r, i, 3));
+		}
+	}
+	db_rows_free(r);
+	return QC_OK;
+}
+
+static enum qc_err render_tables(struct db *db, struct buf *b)
+{
+	static const char sql_stats[] =
+		"SELECT cache_type, SUM(hits), SUM(misses), SUM(saved_micro) FROM cache_stats"
+		" GROUP BY cache_type ORDER BY cache_type";
+	static const char sql_entries[] =
+		"SELECT cache_type, COUNT(*), COALESCE(SUM(size_bytes), 0) FROM ai_cache"
+		" WHERE expires_at IS NULL OR expires_at > UTC_TIMESTAMP() GROUP BY cache_type ORDER BY cache_type";
+	static const char sql_over[] =
+		"SELECT COALESCE(SUM(overruns), 0) FROM quota_counters WHERE window_kind = 'day'";
+	static const char *const tiers[] = { "system", "session", "content", "extraction" };
+	struct db_rows *s = NULL, *e = NULL, *o = NULL;
+	enum qc_err rc;
+
+	if ((rc = db_query(db, sql_stats, NULL, 0, &s)) != QC_OK ||
+	    (rc = db_query(db, sql_entries, NULL, 0, &e)) != QC_OK ||
+	    (rc = db_query(db, sql_over, NULL, 0, &o)) != QC_OK)
+		goto out;
+	static const struct { const char *name, *help; int src, col; } fams[] = {
+		{ "qc_cache_hits_total", "Cache hits, by tier.", 0, 1 },
+		{ "qc_cache_misses_total", "Cache misses, by tier.", 0, 2 },
+		{ "qc_cache_saved_usd_total", "Dollars saved by cache hits, by tier.", 0, 3 },
+		{ "qc_cache_entries", "Live cache entries, by tier.", 1, 1 },
+		{ "qc_cache_bytes", "Bytes in live cache entries, by tier.", 1, 2 },
+	};
+	for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {
+		const struct db_rows *r = fams[f].src ? e : s;
+		put(b, "# HELP %s %s\n# TYPE %s %s\n", fams[f].name, fams[f].help, fams[f].name,
+		    fams[f].src ? "gauge" : "counter");
+		for (int t = 0; t < 4; t++) {
+			long long v = 0;
+			for (unsigned i = 0; i < r->nrows; i++)
+				if (strcmp(db_cell(r, i, 0), tiers[t]) == 0)
+					v = db_cell_ll(r, i, (unsigned)fams[f].col);
+			put(b, "%s{tier=\"%s\"} ", fams[f].name, tiers[t]);
+			render_value(b, fams[f].name, v);
+		}
+	}
+	put(b, "# HELP qc_quota_overruns_total Commits whose actual tokens exceeded the estimate.\n"
+	       "# TYPE qc_quota_overruns_total counter\nqc_quota_overruns_total %lld\n",
+	    db_cell_ll(o, 0, 0));
+out:
+	db_rows_free(s);
+	db_rows_free(e);
+	db_rows_free(o);
+	return rc;
+}
+
+enum qc_err metrics_render(struct db *db, char **out, size_t *len)
+{
+	struct buf b = { NULL, 0, 0, 0 };
+	enum qc_err rc;
+
+	*out = NULL;
+	*len = 0;
+	if (!(b.s = malloc(b.cap = 8192)))
+		return QC_ENOMEM;
+	b.s[0] = 0;
+	if ((rc = render_counters(db, &b)) != QC_OK || (rc = render_tables(db, &b)) != QC_OK) {
+		free(b.s);
+		return rc;
+	}
+	if (b.oom) {
+		free(b.s);
+		return QC_ENOMEM;
+	}
+	*out = b.s;
+	*len = b.len;
+	return QC_OK;
+}
