@@ -42,16 +42,7 @@ enum qc_err auth_key_generate(char out[AUTH_KEY_LEN + 1])
 
 void auth_key_hash(const char *key, size_t len, char out[AUTH_HASH_HEX + 1])
 {
-	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-
-	EVP_Digest(key, len, md, &mdlen, EVP_sha256(), NULL);
-	for (unsigned i = 0; i < 32; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
-	}
-	out[AUTH_HASH_HEX] = 0;
+	qc_sha256_hex(key, len, out);
 }
 
 int auth_key_well_formed(const char *key, size_t len)

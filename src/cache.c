@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
 
 #include "cache.h"
 #include "db.h"
@@ -127,20 +126,6 @@ char *cache_normalize_url(const char *url, size_t len, size_t *outlen)
 	}
 	*outlen = n;
 	return out;
-}
-
-void cache_sha256_hex(const char *data, size_t len, char out[65])
-{
-	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-
-	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-	for (unsigned i = 0; i < 32; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
-	}
-	out[64] = 0;
 }
 
 int cache_utf8_ok(const char *data, size_t len)
@@ -315,28 +300,6 @@ enum qc_err cache_purge_user(struct db *db, long long user, unsigned long long *
 	return remove_rows(db, p, deleted);
 }
 
-static char *read_file(const char *path, long long max, size_t *len)
-{
-	FILE *f = fopen(path, "rbe");
-	char *buf = NULL;
-	long n;
-
-	if (!f)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n <= max &&
-	    fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
-		if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-			free(buf);
-			buf = NULL;
-		} else {
-			buf[n] = 0;
-			*len = (size_t)n;
-		}
-	}
-	fclose(f);
-	return buf;
-}
-
 enum qc_err cache_warm_dir(struct db *db, const char *dir, time_t now, long long max_entry,
 			   int *loaded, int *unchanged, int *skipped)
 {
@@ -364,7 +327,7 @@ enum qc_err cache_warm_dir(struct db *db, const char *dir, time_t now, long long
 		if ((dot = strrchr(key, '.')) && dot != key)
 			*dot = 0;
 		klen = strlen(key);
-		if (!(val = read_file(path, max_entry, &len)))
+		if (!(val = qc_read_file(path, max_entry, &len)))
 			continue;   /* a directory, unreadable or too large */
 		if (!cache_key_ok(key, klen) || !cache_utf8_ok(val, len)) {
 			log_warn("cache", "warm: skipping %s (bad key or not UTF-8)", de->d_name);
@@ -517,61 +480,32 @@ void cache_pending_clear(void)
 	nphits = npstats = 0;
 }
 
-/* Append "prefix" + n copies of "row" joined by sep into a new string. */
-static char *batch_sql(const char *head, const char *row, const char *sep,
-		       unsigned n, const char *tail)
-{
-	size_t len = strlen(head) + n * (strlen(row) + strlen(sep)) + strlen(tail) + 1;
-	char *sql = malloc(len), *p;
-
-	if (!sql)
-		return NULL;
-	p = sql + sprintf(sql, "%s", head);
-	for (unsigned i = 0; i < n; i++)
-		p += sprintf(p, "%s%s", i ? sep : "", row);
-	sprintf(p, "%s", tail);
-	return sql;
-}
-
 enum qc_err cache_flush(struct db *db)
 {
 	struct db_val *p = NULL;
-	char *sql = NULL;
 	enum qc_err rc = QC_OK;
 
 	if (nphits) {
-		if (!(p = calloc(nphits * 3, sizeof *p)) ||
-		    !(sql = batch_sql("UPDATE ai_cache c JOIN (", "SELECT ? AS id, ? AS n, ? AS t",
-				      " UNION ALL ", nphits,
-				      ") v ON c.id = v.id SET c.access_count = c.access_count + v.n,"
-				      " c.last_accessed_at = GREATEST(COALESCE(c.last_accessed_at,"
-				      " FROM_UNIXTIME(v.t)), FROM_UNIXTIME(v.t))"))) {
-			rc = QC_ENOMEM;
-			goto out;
-		}
+		if (!(p = calloc(nphits * 3, sizeof *p)))
+			return QC_ENOMEM;
 		for (unsigned i = 0; i < nphits; i++) {
 			p[3 * i] = DB_INT(phits[i].id);
 			p[3 * i + 1] = DB_INT(phits[i].n);
 			p[3 * i + 2] = DB_INT(phits[i].last);
 		}
-		if ((rc = db_exec_once(db, sql, p, nphits * 3, NULL)) != QC_OK)
-			goto out;
-		nphits = 0;
+		rc = db_exec_batch(db, "UPDATE ai_cache c JOIN (", "SELECT ? AS id, ? AS n, ? AS t",
+				   " UNION ALL ", nphits,
+				   ") v ON c.id = v.id SET c.access_count = c.access_count + v.n,"
+				   " c.last_accessed_at = GREATEST(COALESCE(c.last_accessed_at,"
+				   " FROM_UNIXTIME(v.t)), FROM_UNIXTIME(v.t))", p, nphits * 3);
 		free(p);
-		free(sql);
-		p = NULL;
-		sql = NULL;
+		if (rc != QC_OK)
+			return rc;
+		nphits = 0;
 	}
 	if (npstats) {
-		if (!(p = calloc(npstats * 7, sizeof *p)) ||
-		    !(sql = batch_sql("INSERT INTO cache_stats (bucket, user_id, cache_type, plan, hits,"
-				      " misses, saved_micro) VALUES ", "(?, ?, ?, ?, ?, ?, ?)", ", ",
-				      npstats, " ON DUPLICATE KEY UPDATE hits = hits + VALUES(hits),"
-				      " misses = misses + VALUES(misses),"
-				      " saved_micro = saved_micro + VALUES(saved_micro)"))) {
-			rc = QC_ENOMEM;
-			goto out;
-		}
+		if (!(p = calloc(npstats * 7, sizeof *p)))
+			return QC_ENOMEM;
 		for (unsigned i = 0; i < npstats; i++) {
 			struct pending_stat *s = &pstats[i];
 			p[7 * i] = DB_INT(s->bucket);
@@ -582,13 +516,15 @@ enum qc_err cache_flush(struct db *db)
 			p[7 * i + 5] = DB_INT(s->misses);
 			p[7 * i + 6] = DB_INT(s->saved);
 		}
-		if ((rc = db_exec_once(db, sql, p, npstats * 7, NULL)) != QC_OK)
-			goto out;
-		npstats = 0;
+		rc = db_exec_batch(db, "INSERT INTO cache_stats (bucket, user_id, cache_type, plan, hits,"
+				   " misses, saved_micro) VALUES ", "(?, ?, ?, ?, ?, ?, ?)", ", ", npstats,
+				   " ON DUPLICATE KEY UPDATE hits = hits + VALUES(hits),"
+				   " misses = misses + VALUES(misses),"
+				   " saved_micro = saved_micro + VALUES(saved_micro)", p, npstats * 7);
+		free(p);
+		if (rc == QC_OK)
+			npstats = 0;
 	}
-out:
-	free(p);
-	free(sql);
 	return rc;
 }
 

@@ -50,8 +50,6 @@ long long cache_parse_micro(const char *dollars);
 char *cache_normalize_url(const char *url, size_t len, size_t *outlen);
 /* Normalise text: trim leading/trailing whitespace.  New string or NULL. */
 char *cache_normalize_text(const char *text, size_t len, size_t *outlen);
-/* SHA-256 hex of data. */
-void cache_sha256_hex(const char *data, size_t len, char out[65]);
 
 /* 1 if data[0..len) is valid UTF-8 (NUL bytes allowed). */
 int cache_utf8_ok(const char *data, size_t len);

@@ -125,14 +125,13 @@ unsigned long long db_insert_id(struct db *db)
 	return db->conn ? mysql_insert_id(db->conn) : 0;
 }
 
-static MYSQL_STMT *get_stmt(struct db *db, const char *sql)
+/* A statement prepared for one execution (SQL text built at run time from
+ * a fixed template: never from input).  Closed after use. */
+static MYSQL_STMT *prepare_once(struct db *db, const char *sql)
 {
-	MYSQL_STMT *st;
+	MYSQL_STMT *st = mysql_stmt_init(db->conn);
 
-	for (unsigned i = 0; i < db->nstmts; i++)
-		if (db->stmts[i].sql == sql)
-			return db->stmts[i].stmt;
-	if (!(st = mysql_stmt_init(db->conn))) {
+	if (!st) {
 		set_err(db, CR_OUT_OF_MEMORY, "out of memory");
 		return NULL;
 	}
@@ -142,6 +141,18 @@ static MYSQL_STMT *get_stmt(struct db *db, const char *sql)
 		mysql_stmt_close(st);
 		return NULL;
 	}
+	return st;
+}
+
+static MYSQL_STMT *get_stmt(struct db *db, const char *sql)
+{
+	MYSQL_STMT *st;
+
+	for (unsigned i = 0; i < db->nstmts; i++)
+		if (db->stmts[i].sql == sql)
+			return db->stmts[i].stmt;
+	if (!(st = prepare_once(db, sql)))
+		return NULL;
 	my_bool on = 1;
 	mysql_stmt_attr_set(st, STMT_ATTR_UPDATE_MAX_LENGTH, &on);
 	if (db->nstmts == DB_MAX_STMTS) {   /* full: drop the oldest */
@@ -305,25 +316,6 @@ static int is_read_only(const char *sql)
 	return strncasecmp(sql, "SELECT", 6) == 0;
 }
 
-/* A statement prepared for one execution (SQL text built at run time from
- * a fixed template: never from input).  Closed after use. */
-static MYSQL_STMT *prepare_once(struct db *db, const char *sql)
-{
-	MYSQL_STMT *st = mysql_stmt_init(db->conn);
-
-	if (!st) {
-		set_err(db, CR_OUT_OF_MEMORY, "out of memory");
-		return NULL;
-	}
-	if (mysql_stmt_prepare(st, sql, strlen(sql))) {
-		set_err(db, mysql_stmt_errno(st), mysql_stmt_error(st));
-		log_error("db", "prepare failed (%u): %s", db->last_errno, db->last_error);
-		mysql_stmt_close(st);
-		return NULL;
-	}
-	return st;
-}
-
 /* One attempt.  Returns QC_OK, or error with db->last_errno set. */
 static enum qc_err run_once(struct db *db, const char *sql, const struct db_val *p,
 			    unsigned np, struct db_rows **out, unsigned long long *affected,
@@ -461,10 +453,22 @@ enum qc_err db_exec(struct db *db, const char *sql, const struct db_val *p,
 	return run(db, sql, p, np, NULL, affected, 0);
 }
 
-enum qc_err db_exec_once(struct db *db, const char *sql, const struct db_val *p,
-			 unsigned np, unsigned long long *affected)
+enum qc_err db_exec_batch(struct db *db, const char *head, const char *row, const char *sep,
+			  unsigned nrows, const char *tail, const struct db_val *p, unsigned np)
 {
-	return run(db, sql, p, np, NULL, affected, 1);
+	size_t len = strlen(head) + nrows * (strlen(row) + strlen(sep)) + strlen(tail) + 1;
+	char *sql = malloc(len), *w;
+	enum qc_err rc;
+
+	if (!sql)
+		return QC_ENOMEM;
+	w = sql + sprintf(sql, "%s", head);
+	for (unsigned i = 0; i < nrows; i++)
+		w += sprintf(w, "%s%s", i ? sep : "", row);
+	sprintf(w, "%s", tail);
+	rc = run(db, sql, p, np, NULL, NULL, 1);
+	free(sql);
+	return rc;
 }
 
 enum qc_err db_exec_script(struct db *db, const char *sql)

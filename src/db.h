@@ -67,12 +67,12 @@ enum qc_err db_exec(struct db *db, const char *sql, const struct db_val *p,
 		    unsigned np, unsigned long long *affected);
 
 /*
- * Like db_exec, for SQL text assembled at run time from a fixed template
- * (e.g. a batch of N placeholder rows): prepared, run and closed, never
- * cached.  The text must never contain input; values go in p.
+ * Run head + nrows copies of row joined by sep + tail as one statement (a
+ * batch of placeholder rows), prepared, run and closed, never cached.  The
+ * four parts are fixed SQL text, never input; the values go in p[0..np).
  */
-enum qc_err db_exec_once(struct db *db, const char *sql, const struct db_val *p,
-			 unsigned np, unsigned long long *affected);
+enum qc_err db_exec_batch(struct db *db, const char *head, const char *row, const char *sep,
+			  unsigned nrows, const char *tail, const struct db_val *p, unsigned np);
 
 /* Run trusted SQL text (several statements allowed; no values).  Migrations. */
 enum qc_err db_exec_script(struct db *db, const char *sql);

@@ -217,7 +217,7 @@ void h_cache_hash(struct app *app, struct http_req *req)
 		api_error(req, QC_ENOMEM, NULL);
 		return;
 	}
-	cache_sha256_hex(norm, nlen, hex);
+	qc_sha256_hex(norm, nlen, hex);
 	o = json_object_new_object();
 	json_object_object_add(o, "hash", json_object_new_string(hex));
 	json_object_object_add(o, "kind", json_object_new_string(hu ? "url" : "text"));

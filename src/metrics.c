@@ -144,35 +144,25 @@ int metrics_flush_in(time_t now)
 
 enum qc_err metrics_flush(struct db *db)
 {
-	static const char head[] = "INSERT INTO metrics_counters (name, labels, bucket, value) VALUES ";
-	static const char tail[] = " ON DUPLICATE KEY UPDATE value = value + VALUES(value)";
 	struct db_val *p;
-	char *sql, *w;
 	enum qc_err rc;
 
 	if (!npend)
 		return QC_OK;
-	p = calloc(npend * 4, sizeof *p);
-	sql = malloc(sizeof head + sizeof tail + npend * 16);
-	if (!p || !sql) {
-		free(p);
-		free(sql);
+	if (!(p = calloc(npend * 4, sizeof *p)))
 		return QC_ENOMEM;
-	}
-	w = sql + sprintf(sql, "%s", head);
 	for (unsigned i = 0; i < npend; i++) {
-		w += sprintf(w, "%s(?, ?, ?, ?)", i ? ", " : "");
 		p[4 * i] = DB_STR(pend[i].name);
 		p[4 * i + 1] = DB_STR(pend[i].labels);
 		p[4 * i + 2] = DB_INT(pend[i].bucket);
 		p[4 * i + 3] = DB_INT(pend[i].value);
 	}
-	sprintf(w, "%s", tail);
-	rc = db_exec_once(db, sql, p, npend * 4, NULL);
+	rc = db_exec_batch(db, "INSERT INTO metrics_counters (name, labels, bucket, value) VALUES ",
+			   "(?, ?, ?, ?)", ", ", npend,
+			   " ON DUPLICATE KEY UPDATE value = value + VALUES(value)", p, npend * 4);
 	if (rc == QC_OK)
 		npend = 0;
 	free(p);
-	free(sql);
 	return rc;
 }
 

@@ -42,27 +42,6 @@ static int cmp_names(const void *a, const void *b)
 	return va < vb ? -1 : va > vb;
 }
 
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	char *buf = NULL;
-	long n;
-
-	if (!f)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-	    (buf = malloc((size_t)n + 1))) {
-		if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-			free(buf);
-			buf = NULL;
-		} else {
-			buf[n] = 0;
-		}
-	}
-	fclose(f);
-	return buf;
-}
-
 enum qc_err migrate_run(struct db *db, const char *dir, int *applied,
 			char *err, size_t errlen)
 {
@@ -115,7 +94,8 @@ enum qc_err migrate_run(struct db *db, const char *dir, int *applied,
 		if (done)
 			continue;
 		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-		if (!(sql = slurp(path))) {
+		size_t len;
+		if (!(sql = qc_read_file(path, 16 << 20, &len))) {
 			snprintf(err, errlen, "cannot read %s", path);
 			rc = QC_EIO;
 			goto out;

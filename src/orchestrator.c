@@ -9,7 +9,6 @@
 #include <time.h>
 
 #include <json-c/json.h>
-#include <openssl/rand.h>
 
 #include "config.h"
 #include "db.h"
@@ -46,7 +45,7 @@ void orch_default_key(const char *task, const char *model, const char *prompt,
 	json_object_array_add(a, json_object_new_string(model));
 	json_object_array_add(a, json_object_new_string_len(prompt, (int)prompt_len));
 	s = json_object_to_json_string_length(a, JSON_C_TO_STRING_PLAIN, &len);
-	cache_sha256_hex(s ? s : "", s ? len : 0, out);
+	qc_sha256_hex(s ? s : "", s ? len : 0, out);
 	json_object_put(a);
 }
 
@@ -168,22 +167,6 @@ static void settle(struct db *db, long long user, const char *rid, long long act
 			 qc_strerror(rc), state);
 }
 
-static void random_hex(char *out, size_t nbytes)
-{
-	static const char hex[] = "0123456789abcdef";
-	unsigned char raw[32];
-
-	if (nbytes > sizeof raw)
-		nbytes = sizeof raw;
-	if (RAND_bytes(raw, (int)nbytes) != 1)
-		memset(raw, 0, sizeof raw);   /* owner ids need only be distinct per flight */
-	for (size_t i = 0; i < nbytes; i++) {
-		out[2 * i] = hex[raw[i] >> 4];
-		out[2 * i + 1] = hex[raw[i] & 15];
-	}
-	out[2 * nbytes] = 0;
-}
-
 enum qc_err orch_generate(struct db *db, struct upstream *up, const struct config *cfg,
 			  const struct auth_user *user, time_t now,
 			  const struct gen_request *in, struct gen_result *r)
@@ -262,8 +245,11 @@ enum qc_err orch_generate(struct db *db, struct upstream *up, const struct confi
 		long long wait_until = mono_ms() + cfg->upstream_timeout_ms + 2000;
 		int n = snprintf(buf, sizeof buf, "%lld|%s|", user->id, cache_tier_name(in->tier));
 		memcpy(buf + n, key, klen);
-		cache_sha256_hex(buf, (size_t)n + klen, fkey);
-		random_hex(owner, 16);
+		qc_sha256_hex(buf, (size_t)n + klen, fkey);
+		if (qc_random_hex(owner, 16) < 0) {
+			rc = QC_EIO;
+			goto release;
+		}
 		for (;;) {
 			int got = flight_acquire(db, fkey, owner, time(NULL),
 						 cfg->upstream_timeout_ms / 1000 + 5);

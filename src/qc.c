@@ -2,8 +2,12 @@
  * qc.c - error strings and the single error -> HTTP status mapping.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "qc.h"
 
@@ -71,4 +75,56 @@ int qc_parse_iso8601(const char *s, long long *t)
 		return -1;
 	*t = (long long)timegm(&tm);
 	return 0;
+}
+
+static void to_hex(const unsigned char *in, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hex[in[i] >> 4];
+		out[2 * i + 1] = hex[in[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+void qc_sha256_hex(const void *data, size_t len, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+	to_hex(md, 32, out);
+}
+
+int qc_random_hex(char *out, size_t nbytes)
+{
+	unsigned char raw[32];
+
+	if (nbytes > sizeof raw || RAND_bytes(raw, (int)nbytes) != 1)
+		return -1;
+	to_hex(raw, nbytes, out);
+	return 0;
+}
+
+char *qc_read_file(const char *path, long long max, size_t *len)
+{
+	FILE *f = fopen(path, "rbe");
+	char *buf = NULL;
+	long n;
+
+	if (!f)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n <= max &&
+	    fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
+		if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+			free(buf);
+			buf = NULL;
+		} else {
+			buf[n] = 0;
+			*len = (size_t)n;
+		}
+	}
+	fclose(f);
+	return buf;
 }

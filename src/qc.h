@@ -41,4 +41,15 @@ void qc_iso8601(long long t, char out[32]);
 /* Parse "YYYY-MM-DDTHH:MM:SSZ" (UTC).  0 and *t, or -1. */
 int qc_parse_iso8601(const char *s, long long *t);
 
+/* SHA-256 of data[0..len) as 64 lowercase hex characters + NUL (libcrypto). */
+void qc_sha256_hex(const void *data, size_t len, char out[65]);
+
+/* nbytes (at most 32) random bytes from libcrypto as 2*nbytes hex + NUL.
+ * Returns 0, or -1 if the generator failed (out is then unusable). */
+int qc_random_hex(char *out, size_t nbytes);
+
+/* Read a whole file of at most max bytes into a new NUL-terminated buffer
+ * (caller frees); *len gets its size.  NULL if unreadable or larger. */
+char *qc_read_file(const char *path, long long max, size_t *len);
+
 #endif

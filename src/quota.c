@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/rand.h>
-
 #include "db.h"
 #include "quota.h"
 
@@ -317,21 +315,6 @@ enum qc_err quota_status_get(struct db *db, long long user, const char *task,
 	return QC_OK;
 }
 
-static int random_id(char id[QUOTA_ID_LEN + 1])
-{
-	static const char hex[] = "0123456789abcdef";
-	unsigned char raw[QUOTA_ID_LEN / 2];
-
-	if (RAND_bytes(raw, sizeof raw) != 1)
-		return -1;   /* no entropy: never hand out guessable ids */
-	for (int i = 0; i < QUOTA_ID_LEN / 2; i++) {
-		id[2 * i] = hex[raw[i] >> 4];
-		id[2 * i + 1] = hex[raw[i] & 15];
-	}
-	id[QUOTA_ID_LEN] = 0;
-	return 0;
-}
-
 enum qc_err quota_reserve(struct db *db, long long user, const char *task,
 			  long long min, time_t now, long long ttl,
 			  char id[QUOTA_ID_LEN + 1], time_t *expires, struct quota_status *st)
@@ -344,8 +327,8 @@ enum qc_err quota_reserve(struct db *db, long long user, const char *task,
 	const char *outcome;
 
 	memset(st, 0, sizeof *st);
-	if (random_id(id) < 0)
-		return QC_EIO;
+	if (qc_random_hex(id, QUOTA_ID_LEN / 2) < 0)
+		return QC_EIO;   /* no entropy: never hand out guessable ids */
 	*expires = now + ttl;
 	p[0] = DB_STR(id);
 	p[1] = DB_INT(user);

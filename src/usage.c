@@ -40,33 +40,20 @@ int usage_flush_in(time_t now)
 	return left < 0 ? 0 : (int)left;
 }
 
-#define ROW "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 #define NCOL 13
 
 enum qc_err usage_flush(struct db *db)
 {
-	static const char head[] =
-		"INSERT INTO usage_events (user_id, plan, task, model, prompt_tokens,"
-		" completion_tokens, cost_micro, saved_tokens, saved_micro, cached, outcome,"
-		" latency_ms, created_at) VALUES ";
 	struct db_val *p;
-	char *sql, *w;
 	enum qc_err rc;
 
 	if (!nqueued)
 		return QC_OK;
-	p = calloc(nqueued * NCOL, sizeof *p);
-	sql = malloc(sizeof head + nqueued * (sizeof ROW + 2));
-	if (!p || !sql) {
-		free(p);
-		free(sql);
+	if (!(p = calloc(nqueued * NCOL, sizeof *p)))
 		return QC_ENOMEM;
-	}
-	w = sql + sprintf(sql, "%s", head);
 	for (unsigned i = 0; i < nqueued; i++) {
 		const struct usage_event *e = &queue[i];
 		struct db_val *v = p + i * NCOL;
-		w += sprintf(w, "%s" ROW, i ? ", " : "");
 		v[0] = DB_INT(e->user_id);
 		v[1] = DB_STR(e->plan);
 		v[2] = DB_STR(e->task);
@@ -81,11 +68,13 @@ enum qc_err usage_flush(struct db *db)
 		v[11] = DB_INT(e->latency_ms);
 		v[12] = DB_INT(e->created_at);
 	}
-	rc = db_exec_once(db, sql, p, nqueued * NCOL, NULL);
+	rc = db_exec_batch(db, "INSERT INTO usage_events (user_id, plan, task, model, prompt_tokens,"
+			   " completion_tokens, cost_micro, saved_tokens, saved_micro, cached, outcome,"
+			   " latency_ms, created_at) VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			   ", ", nqueued, "", p, nqueued * NCOL);
 	if (rc == QC_OK)
 		nqueued = 0;
 	free(p);
-	free(sql);
 	return rc;
 }
 

@@ -43,6 +43,20 @@ int users_plan_exists(struct db *db, const char *plan)
 	return found;
 }
 
+/* 1 if user id exists, 0 if not, -1 with *rc set on a database error. */
+static int user_exists(struct db *db, long long id, enum qc_err *rc)
+{
+	struct db_rows *r = NULL;
+	struct db_val p[1] = { DB_INT(id) };
+	int found;
+
+	if ((*rc = db_query(db, SQL_USER_EXISTS, p, 1, &r)) != QC_OK)
+		return -1;
+	found = r->nrows > 0;
+	db_rows_free(r);
+	return found;
+}
+
 static int email_ok(const char *e)
 {
 	const char *at = strchr(e, '@');
@@ -59,17 +73,13 @@ static int email_ok(const char *e)
 enum qc_err keys_add(struct db *db, long long user_id, char key_out[AUTH_KEY_LEN + 1])
 {
 	char hash[AUTH_HASH_HEX + 1], prefix[AUTH_KEY_DISPLAY_LEN + 1];
-	struct db_rows *r = NULL;
 	struct db_val p[3];
 	enum qc_err rc;
+	int found = user_exists(db, user_id, &rc);
 
+	if (found <= 0)
+		return found < 0 ? rc : QC_ENOTFOUND;
 	p[0] = DB_INT(user_id);
-	if ((rc = db_query(db, SQL_USER_EXISTS, p, 1, &r)) != QC_OK)
-		return rc;
-	int found = r->nrows > 0;
-	db_rows_free(r);
-	if (!found)
-		return QC_ENOTFOUND;
 	if ((rc = auth_key_generate(key_out)) != QC_OK)
 		return rc;
 	auth_key_hash(key_out, AUTH_KEY_LEN, hash);
@@ -119,22 +129,16 @@ enum qc_err users_find(struct db *db, const char *email, long long *id_out)
 
 enum qc_err users_set_plan(struct db *db, long long id, const char *plan)
 {
-	struct db_rows *r = NULL;
 	struct db_val p[2];
 	enum qc_err rc;
-	int pe;
+	int pe, found;
 
 	if ((pe = users_plan_exists(db, plan)) < 0)
 		return QC_EDB;
 	if (!pe)
 		return QC_EINPUT;
-	p[0] = DB_INT(id);
-	if ((rc = db_query(db, SQL_USER_EXISTS, p, 1, &r)) != QC_OK)
-		return rc;
-	int found = r->nrows > 0;
-	db_rows_free(r);
-	if (!found)
-		return QC_ENOTFOUND;
+	if ((found = user_exists(db, id, &rc)) <= 0)
+		return found < 0 ? rc : QC_ENOTFOUND;
 	p[0] = DB_STR(plan);
 	p[1] = DB_INT(id);
 	return db_exec(db, SQL_SET_PLAN, p, 2, NULL);
