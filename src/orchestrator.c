@@ -33,16 +33,17 @@ int orch_model_ok(const char *m, size_t len)
 	return 1;
 }
 
-void orch_default_key(const char *task, const char *model, const char *prompt,
-		      size_t prompt_len, char out[65])
+void orch_default_key(const char *task, const char *model, const char *spk, size_t spk_len,
+		      const char *prompt, size_t prompt_len, char out[65])
 {
-	/* a JSON array makes the three parts unambiguous */
+	/* a JSON array makes the parts unambiguous */
 	json_object *a = json_object_new_array();
 	size_t len = 0;
 	const char *s;
 
 	json_object_array_add(a, json_object_new_string(task));
 	json_object_array_add(a, json_object_new_string(model));
+	json_object_array_add(a, spk ? json_object_new_string_len(spk, (int)spk_len) : NULL);
 	json_object_array_add(a, json_object_new_string_len(prompt, (int)prompt_len));
 	s = json_object_to_json_string_length(a, JSON_C_TO_STRING_PLAIN, &len);
 	qc_sha256_hex(s ? s : "", s ? len : 0, out);
@@ -188,25 +189,13 @@ enum qc_err orch_generate(struct db *db, struct upstream *up, const struct confi
 	r->tier = in->tier;
 	snprintf(r->model, sizeof r->model, "%s", model);
 	if (!key) {
-		orch_default_key(in->task, model, in->prompt, in->prompt_len, r->cache_key);
+		orch_default_key(in->task, model, in->system_prompt_key, in->spk_len, in->prompt,
+				 in->prompt_len, r->cache_key);
 		key = r->cache_key;
 		klen = 64;
 	}
 
-	/* 1. the system prompt must exist before anything is reserved */
-	if (in->system_prompt_key) {
-		rc = cache_get(db, 0, CACHE_SYSTEM, in->system_prompt_key, in->spk_len, now, &sys);
-		if (rc == QC_ENOTFOUND) {
-			snprintf(r->error, sizeof r->error, "field 'system_prompt_key' names no system-tier entry");
-			return QC_EINPUT;
-		}
-		if (rc != QC_OK)
-			return rc;
-		cache_note_hit(sys.id, user->id, CACHE_SYSTEM, user->plan, now,
-			       cache_parse_micro(cfg->cache_saving_system));
-	}
-
-	/* 2. the cache */
+	/* 1. the cache: a hit costs one query */
 	if ((caches = cache_plan_caches(db, user->plan, in->tier, now)) < 0) {
 		rc = QC_EDBDOWN;
 		goto out;
@@ -226,6 +215,21 @@ enum qc_err orch_generate(struct db *db, struct upstream *up, const struct confi
 			goto out;
 	}
 	cache_note_miss(user->id, in->tier, user->plan, now);
+
+	/* 2. the system prompt (a miss only: a hit needs no upstream call) must
+	 * exist before anything is reserved */
+	if (in->system_prompt_key) {
+		rc = cache_get(db, 0, CACHE_SYSTEM, in->system_prompt_key, in->spk_len, now, &sys);
+		if (rc == QC_ENOTFOUND) {
+			snprintf(r->error, sizeof r->error, "field 'system_prompt_key' names no system-tier entry");
+			rc = QC_EINPUT;
+			goto out;
+		}
+		if (rc != QC_OK)
+			goto out;
+		cache_note_hit(sys.id, user->id, CACHE_SYSTEM, user->plan, now,
+			       cache_parse_micro(cfg->cache_saving_system));
+	}
 
 	/* 3. quota: the estimate covers the system prompt too */
 	min = quota_prompt_min(in->prompt, in->prompt_len, in->max_tokens) +

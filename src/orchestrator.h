@@ -55,9 +55,10 @@ struct gen_result {
 /* 1 if model is a usable model name: 1..64 of [A-Za-z0-9._:/-]. */
 int orch_model_ok(const char *model, size_t len);
 
-/* The default cache key: SHA-256 hex of task, model and prompt. */
-void orch_default_key(const char *task, const char *model, const char *prompt,
-		      size_t prompt_len, char out[65]);
+/* The default cache key: SHA-256 hex of task, model, system prompt key
+ * (may be NULL) and prompt. */
+void orch_default_key(const char *task, const char *model, const char *spk, size_t spk_len,
+		      const char *prompt, size_t prompt_len, char out[65]);
 
 /*
  * Run one generation for user.  QC_OK fills r.  Errors: QC_EINPUT (unknown

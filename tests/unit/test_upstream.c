@@ -53,11 +53,14 @@ int main(void)
 	CHECK(orch_model_ok("gpt-4o-mini", 11) && orch_model_ok("meta/llama-3:8b", 15), "model names");
 	CHECK(!orch_model_ok("a b", 3) && !orch_model_ok("x'", 2) && !orch_model_ok("", 0), "bad model names");
 	char k1[65], k2[65], k3[65];
-	orch_default_key("t", "m", "p", 1, k1);
-	orch_default_key("t", "m", "p", 1, k2);
-	orch_default_key("t", "mp", "", 0, k3);
+	char k4[65];
+	orch_default_key("t", "m", NULL, 0, "p", 1, k1);
+	orch_default_key("t", "m", NULL, 0, "p", 1, k2);
+	orch_default_key("t", "mp", NULL, 0, "", 0, k3);
+	orch_default_key("t", "m", "sys", 3, "p", 1, k4);
 	CHECK(strcmp(k1, k2) == 0 && strcmp(k1, k3) != 0 && strlen(k1) == 64,
 	      "default cache key is stable and unambiguous");
+	CHECK(strcmp(k1, k4) != 0, "another system prompt is another key");
 
 	/* refused connection: 502-class error, one attempt, fast */
 	curl_global_init(CURL_GLOBAL_DEFAULT);
