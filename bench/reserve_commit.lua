@@ -1,66 +1,102 @@
--- reserve_commit.lua - wrk script for the "reserve + commit pair" subject of
--- SPEC §8.  Usage:  wrk ... -s bench/reserve_commit.lua URL -- API_KEY
+-- reserve_commit.lua - wrk script for the "reserve + commit pair" subjects of
+-- SPEC §8.  Usage:
+--
+--     wrk ... -s bench/reserve_commit.lua URL -- @KEYFILE     (one API key a line)
+--     wrk ... -s bench/reserve_commit.lua URL -- KEY [KEY...]
+--
 -- (only URL's host and port are used; the two paths are set here).
 --
--- Every HTTP request is one operation: POST /api/v1/quota/reserve
--- {"task_type":"bench"}, then POST /api/v1/quota/commit
--- {"reservation_id": ID, "actual_tokens": 10} for the ID the reserve returned.
+-- Every HTTP request is one operation: POST /api/v1/quota/reserve, then POST
+-- /api/v1/quota/commit {"reservation_id": ID, "actual_tokens": 10} for the ID
+-- the reserve returned, sent with the SAME key that reserved it.  Reserves
+-- pick the keys round-robin (each wrk thread starts at a different offset),
+-- so with N keys the load is spread over N users' counter rows; with one key
+-- it is the single-user (one hot row set) case.
 --
 -- wrk 4.1 gives a script no connection identity: request() and response()
--- of the connections of one thread interleave in its event loop.  So each
--- thread (its own Lua state) keeps a FIFO of reservation ids seen in
--- response(); request() commits the oldest pending id if there is one and
+-- of the connections of one thread interleave in its event loop, so a
+-- response cannot be matched to the request (and key) that caused it.  The
+-- reserve therefore carries the key's index in its body, as max_tokens =
+-- 100000 + index: the answer's "estimate" is max(task table value, prompt
+-- characters / 4 + max_tokens) = 100000 + index (task "bench" uses the
+-- 'default' row, 1,500), and response() reads the index back from it.  The
+-- users have no-limit overrides, so the larger estimate never refuses.
+--
+-- Each thread (its own Lua state) keeps a FIFO of {id, key index} seen in
+-- response(); request() commits the oldest pending one if there is one and
 -- reserves otherwise.  Every id a reserve returns is committed by some
--- connection of the same thread; only the ids still in flight or queued
--- when wrk stops stay active (at most about one per connection; bench/run.sh
--- reports how many).  Counters are read back per thread in done().
+-- connection of the same thread, with its own key; only the ids still in
+-- flight or queued when wrk stops stay active (at most about one per
+-- connection; bench/run.sh reports how many).  Counters are read back per
+-- thread in done() and printed as one "bench-note:" line.
 
-local key = nil
+local EST_BASE = 100000
+local keys = {}
+nkeys = 0                         -- global: done() reads it from a thread
+local rr = 0                      -- round-robin position of this thread
 local queue, qhead, qtail = {}, 1, 0
-reserves, commits, ok_reserves, ok_commits = 0, 0, 0, 0
-non2xx, no_id, statuses = 0, 0, ""
 local status_seen = {}
+local hdrs = {}                   -- per key index: the request headers
+
+reserves, commits, ok_reserves, ok_commits = 0, 0, 0, 0
+non2xx, no_id, unmapped, statuses = 0, 0, 0, ""
 
 local threads = {}
 
 function setup(thread)
+   thread:set("tindex", #threads)
    table.insert(threads, thread)
 end
 
-function init(args)
-   key = args[1] or os.getenv("QC_BENCH_KEY")
-   if not key or key == "" then
-      error("reserve_commit.lua: pass the API key after --")
+local function add_key(k)
+   k = k and string.match(k, "^%s*(.-)%s*$")
+   if k and k ~= "" then
+      nkeys = nkeys + 1
+      keys[nkeys] = k
    end
 end
 
-local function headers()
-   return {
-      ["Authorization"] = "Bearer " .. key,
-      ["Content-Type"] = "application/json",
-   }
+function init(args)
+   for _, a in ipairs(args) do
+      if string.sub(a, 1, 1) == "@" then
+         local f = assert(io.open(string.sub(a, 2), "r"))
+         for line in f:lines() do add_key(line) end
+         f:close()
+      else
+         add_key(a)
+      end
+   end
+   if nkeys == 0 then add_key(os.getenv("QC_BENCH_KEY")) end
+   if nkeys == 0 then
+      error("reserve_commit.lua: pass API keys (or @FILE) after --")
+   end
+   for i = 1, nkeys do
+      hdrs[i] = {
+         ["Authorization"] = "Bearer " .. keys[i],
+         ["Content-Type"] = "application/json",
+      }
+   end
+   -- threads start at different points of the key list
+   rr = ((tonumber(tindex) or 0) * 13) % nkeys
 end
 
 function request()
-   local body, path
    if qhead <= qtail then
-      local id = queue[qhead]
+      local e = queue[qhead]
       queue[qhead] = nil
       qhead = qhead + 1
-      path = "/api/v1/quota/commit"
-      body = '{"reservation_id":"' .. id .. '","actual_tokens":10}'
       commits = commits + 1
-   else
-      path = "/api/v1/quota/reserve"
-      body = '{"task_type":"bench"}'
-      reserves = reserves + 1
+      return wrk.format("POST", "/api/v1/quota/commit", hdrs[e[2]],
+         '{"reservation_id":"' .. e[1] .. '","actual_tokens":10}')
    end
-   -- responses of different connections interleave: response() tells a
-   -- reserve (201 with an id) from a commit (200) by its status
-   return wrk.format("POST", path, headers(), body)
+   local i = rr + 1                 -- 1-based key index
+   rr = (rr + 1) % nkeys
+   reserves = reserves + 1
+   return wrk.format("POST", "/api/v1/quota/reserve", hdrs[i],
+      '{"task_type":"bench","max_tokens":' .. (EST_BASE + i - 1) .. '}')
 end
 
-function response(status, hdrs, body)
+function response(status, headers, body)
    if status < 200 or status > 299 then
       non2xx = non2xx + 1
       if not status_seen[status] then
@@ -71,32 +107,42 @@ function response(status, hdrs, body)
    end
    if status == 201 then
       local id = body and string.match(body, '"reservation_id"%s*:%s*"(%x+)"')
-      if id then
-         ok_reserves = ok_reserves + 1
-         qtail = qtail + 1
-         queue[qtail] = id
-      else
+      -- the top-level "estimate" comes before the nested "quota" object
+      local est = body and tonumber(string.match(body, '"estimate"%s*:%s*(%d+)'))
+      if not id then
          no_id = no_id + 1
+         return
       end
+      local i = est and (est - EST_BASE + 1)
+      if not i or i < 1 or i > nkeys then
+         unmapped = unmapped + 1
+         return
+      end
+      ok_reserves = ok_reserves + 1
+      qtail = qtail + 1
+      queue[qtail] = { id, i }
    else
       ok_commits = ok_commits + 1
    end
 end
 
 function done(summary, latency, requests)
-   local t = { reserves = 0, commits = 0, ok_reserves = 0, ok_commits = 0, non2xx = 0, no_id = 0 }
+   local t = { reserves = 0, commits = 0, ok_reserves = 0, ok_commits = 0, non2xx = 0,
+               no_id = 0, unmapped = 0 }
    local st = {}
+   local n = 0
    for _, thread in ipairs(threads) do
+      n = tonumber(thread:get("nkeys")) or n
       for k, _ in pairs(t) do
          t[k] = t[k] + (tonumber(thread:get(k)) or 0)
       end
       local s = thread:get("statuses")
       if s and s ~= "" then table.insert(st, s) end
    end
-   -- one line that bench/run.sh parses
+   -- one line that bench/run.sh copies into the report
    io.write(string.format(
-      "reserve_commit: reserves_sent=%d commits_sent=%d reserved_201=%d committed_200=%d " ..
-      "non2xx=%d reserve_without_id=%d statuses=%s\n",
-      t.reserves, t.commits, t.ok_reserves, t.ok_commits, t.non2xx, t.no_id,
+      "bench-note: keys=%d reserves_sent=%d commits_sent=%d reserved_201=%d committed_200=%d " ..
+      "non2xx=%d reserve_without_id=%d estimate_unmapped=%d statuses=%s\n",
+      n, t.reserves, t.commits, t.ok_reserves, t.ok_commits, t.non2xx, t.no_id, t.unmapped,
       #st > 0 and table.concat(st, ",") or "-"))
 end

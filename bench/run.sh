@@ -2,18 +2,24 @@
 # bench/run.sh - the SPEC §8 benchmarks in one command (as root, this machine):
 #
 #     bash bench/run.sh [DURATION_SECONDS]        # default 15
+#     BENCH_ONLY="F0 status cache_get_1k" bash bench/run.sh 5   # a subset
 #
 # Builds quotacache optimised (-O2 -g, no sanitizers) into bench/out/build and
 # the floors (bench/floors.c) into bench/out; starts a fresh private MariaDB in
-# bench/out/var (unix socket only); migrates; creates the floor table and the
-# bench users; then measures each subject behind its own lighttpd (4 workers,
+# bench/out/var (unix socket only) and the mock upstream (tests/mock_upstream.py,
+# 0 ms latency); migrates; creates the floor table, the bench users and the
+# cache entries; then measures each subject behind its own lighttpd (4 workers,
 # free loopback port): 2 s warm-up, then wrk -t2 -c32 -d${DURATION}s --latency.
-# Prints the table and ratios to the floors measured in this run and writes
-# bench/out/results.md and bench/out/results.json (raw wrk output in
-# bench/out/wrk/). Every server it starts is stopped on exit, also on failure
-# and Ctrl-C.
+# Last, unless BENCH_RSS=0, the worker-RSS run: ~200k mixed requests with the
+# workers' RSS sampled after ~100k and at the end. Prints the report (ratios to
+# the floors measured in this run) and writes bench/out/results.md and
+# bench/out/results.json (raw wrk output in bench/out/wrk/). Every server it
+# starts is stopped on exit, also on failure and Ctrl-C.
 #
-# Env: BENCH_WORKERS (4), BENCH_THREADS (2), BENCH_CONNS (32), BENCH_WARMUP (2).
+# Env: BENCH_ONLY (space-separated subject names; default all; the floors a
+# target needs are always measured), BENCH_RSS (1; 0 skips the RSS run),
+# BENCH_RSS_REQUESTS (200000), BENCH_WORKERS (4), BENCH_THREADS (2),
+# BENCH_CONNS (32), BENCH_WARMUP (2), BENCH_RESERVE_USERS (32).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -25,18 +31,46 @@ WORKERS=${BENCH_WORKERS:-4}
 THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNS:-32}
 WARMUP=${BENCH_WARMUP:-2}
+NRESERVE=${BENCH_RESERVE_USERS:-32}
+RSS_REQUESTS=${BENCH_RSS_REQUESTS:-200000}
 BUILD=$OUT/build
 CTL=$BUILD/src/quotacachectl
 QC_WORKER=$BUILD/src/quotacache-fcgi
 FLOORS=$OUT/floors
 CNF=$VAR/mariadb/my.cnf
 FLOOR_DB=quotacache_bench   # the floors' table lives beside the app's database
-RESULTS=$OUT/results.tsv
+RESULTS=$OUT/results.tsv    # one row per subject
+EXTRAS=$OUT/extras.tsv      # subject, key, value: CPU shares, deadlocks, reservations...
+RSS_TSV=$OUT/rss.tsv        # pid, phase, VmRSS KiB, VmHWM KiB
 
 say() { echo "bench: $*" >&2; }
 die() { say "$*"; exit 1; }
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "usage: bash bench/run.sh [DURATION_SECONDS]"
+[[ $NRESERVE =~ ^[1-9][0-9]*$ ]] || die "BENCH_RESERVE_USERS must be a positive number"
 ((EUID == 0)) || die "run as root (the private MariaDB and lighttpd run as root)"
+
+# ---------------------------------------------------------------- subjects
+# In measuring order. FLOOR_FOR: the floor a SPEC §8 target of the subject is a
+# ratio to (measured whenever the subject is).
+SUBJECTS=(F0 F1 F2 health status reserve_commit reserve_commit_1user cache_get_1k cache_get_64k
+	cache_put_1k generate_hit generate_miss rss)
+declare -A FLOOR_FOR=([health]=F0 [status]=F0 [cache_get_1k]=F0 [generate_hit]=F0 [reserve_commit]=F2)
+declare -A SEL=()
+if [[ -n ${BENCH_ONLY:-} ]]; then
+	for s in $BENCH_ONLY; do
+		[[ " ${SUBJECTS[*]} " == *" $s "* ]] || die "BENCH_ONLY: unknown subject '$s' (known: ${SUBJECTS[*]})"
+		SEL[$s]=1
+		[[ -z ${FLOOR_FOR[$s]:-} ]] || SEL[${FLOOR_FOR[$s]}]=1
+	done
+else
+	for s in "${SUBJECTS[@]}"; do SEL[$s]=1; done
+fi
+[[ ${BENCH_RSS:-1} != 0 ]] || unset 'SEL[rss]'
+want() { [[ -n ${SEL[$1]:-} ]]; }
+ORDER=()
+for s in "${SUBJECTS[@]}"; do if want "$s"; then ORDER+=("$s"); fi; done
+((${#ORDER[@]})) || die "nothing to measure"
+say "subjects: ${ORDER[*]}"
 
 # ---------------------------------------------------------------- cleanup
 WRK_PID=
@@ -48,8 +82,9 @@ cleanup() {
 		wait "$WRK_PID" 2>/dev/null || true
 	fi
 	bash "$ROOT/scripts/lighttpd.sh" stop "$VAR" >/dev/null 2>&1 || true
+	bash "$ROOT/scripts/mock.sh" stop "$VAR" >/dev/null 2>&1 || true
 	bash "$ROOT/scripts/mariadb.sh" stop "$VAR" >/dev/null 2>&1 || true
-	((rc == 0)) || say "failed (exit $rc); servers stopped; logs in $VAR/lighttpd, $VAR/mariadb"
+	((rc == 0)) || say "failed (exit $rc); servers stopped; logs in $VAR/lighttpd, $VAR/mariadb, $VAR/mock"
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -64,21 +99,29 @@ command -v wrk >/dev/null || {
 		apt-get install -y -q --no-install-recommends wrk >/dev/null
 }
 mkdir -p "$OUT/wrk"
+rm -f "$OUT"/wrk/*.txt "$RESULTS" "$EXTRAS" "$RSS_TSV"
 say "building quotacache -O2 -g into $BUILD (log: $BUILD/make.log)"
 bash "$ROOT/scripts/build.sh" "$BUILD" CFLAGS="-O2 -g"
 say "building floors"
 # shellcheck disable=SC2046 # pkg-config prints several words
 cc -O2 -Wall -Wextra -o "$FLOORS" "$BENCH/floors.c" $(pkg-config --cflags --libs fcgi libmariadb)
 
-# ---------------------------------------------------------------- database
+# ---------------------------------------------------------------- database, mock
 # a fresh database each run: the same table sizes every time
 if [[ -d $VAR ]]; then
 	bash "$ROOT/scripts/lighttpd.sh" stop "$VAR" >/dev/null 2>&1 || true
+	bash "$ROOT/scripts/mock.sh" stop "$VAR" >/dev/null 2>&1 || true
 	bash "$ROOT/scripts/mariadb.sh" stop "$VAR" >/dev/null 2>&1 || true
 	rm -rf "$VAR"
 fi
 bash "$ROOT/scripts/mariadb.sh" start "$VAR"
 sql() { mariadb --defaults-file="$CNF" "$@"; }   # root, over the socket
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+MOCKPORT=$(free_port)
+bash "$ROOT/scripts/mock.sh" start "$VAR" "$MOCKPORT" --latency-ms 0
 
 CONF=$VAR/quotacache.conf
 cat >"$CONF" <<CONF
@@ -89,6 +132,8 @@ db_user = quotacache
 db_password_file = $VAR/secrets/db_password
 sql_dir = $ROOT/sql
 prompts_dir = $ROOT/conf/prompts
+upstream_base_url = http://127.0.0.1:$MOCKPORT/v1
+upstream_model = mock-model
 CONF
 export QC_CONFIG=$CONF
 "$CTL" migrate >&2
@@ -101,18 +146,45 @@ INSERT INTO bench_floor (id, n) SELECT seq, 0 FROM seq_1_to_64;
 GRANT ALL PRIVILEGES ON $FLOOR_DB.* TO 'quotacache'@'localhost';
 SQL
 
-# users: key on stdout, the note on stderr
-STATUS_KEY=$("$CTL" user add --email status@bench.invalid --plan pro_annual 2>/dev/null)
-RESERVE_KEY=$("$CTL" user add --email reserve@bench.invalid --plan pro_annual 2>/dev/null)
-ADMIN_KEY=$("$CTL" user add --email admin@bench.invalid --plan enterprise --admin 2>/dev/null)
-RESERVE_UID=$(sql -N -e "SELECT id FROM quotacache.users WHERE email='reserve@bench.invalid'")
-[[ -n $STATUS_KEY && -n $RESERVE_KEY && -n $ADMIN_KEY && -n $RESERVE_UID ]] || die "creating the bench users failed"
+# ---------------------------------------------------------------- users
+# add_user EMAIL PLAN [--admin]: prints the key (quotacachectl prints the key on
+# stdout, a note on stderr)
+add_user() {
+	local k
+	k=$("$CTL" user add --email "$1" --plan "$2" "${@:3}" 2>/dev/null) || die "user add $1 failed"
+	[[ -n $k ]] || die "user add $1 printed no key"
+	printf '%s' "$k"
+}
+uid_of() { sql -N -e "SELECT id FROM quotacache.users WHERE email='$1'"; }
+unlimited() {   # no-limit override through the CLI
+	"$CTL" quota set-override --id "$1" --day unlimited --month unlimited --hour unlimited \
+		--reason bench >/dev/null 2>&1 || die "quota set-override --id $1 failed"
+}
+say "creating the bench users ($NRESERVE reserve users)"
+STATUS_KEY=$(add_user status@bench.invalid pro_annual)
+ADMIN_KEY=$(add_user admin@bench.invalid enterprise --admin)
+RESERVE1_KEY=$(add_user reserve1@bench.invalid pro_annual)       # reserve_commit_1user
+CACHE_KEY=$(add_user cache@bench.invalid pro_annual)              # cache_get_*: bench-1k, bench-64k
+CACHEPUT_KEY=$(add_user cacheput@bench.invalid pro_annual)        # cache_put_1k
+GEN_KEY=$(add_user gen@bench.invalid pro_annual)                  # generate_hit: bench-hit
+GENMISS_KEY=$(add_user genmiss@bench.invalid enterprise)          # generate_miss: never refused
+RESERVE1_UID=$(uid_of reserve1@bench.invalid)
+[[ -n $RESERVE1_UID ]] || die "no id for reserve1@bench.invalid"
+# the reserve_commit users: pro_annual with no-limit overrides, keys in a file
+# for bench/reserve_commit.lua (one a line)
+RESERVE_KEYS=$VAR/reserve_keys
+(umask 077; : >"$RESERVE_KEYS")
+for ((i = 1; i <= NRESERVE; i++)); do
+	email=$(printf 'reserve-%02d@bench.invalid' "$i")
+	printf '%s\n' "$(add_user "$email" pro_annual)" >>"$RESERVE_KEYS"
+	unlimited "$(uid_of "$email")"
+done
+RESERVE_KEY_FIRST=$(head -n 1 "$RESERVE_KEYS")
+# which users each reserve subject uses (SQL LIKE on email)
+declare -A RC_USERS=([reserve_commit]='reserve-%@bench.invalid' [reserve_commit_1user]='reserve1@bench.invalid')
 
 # ---------------------------------------------------------------- servers
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
+SERVE_BIN=
 # serve KIND: start lighttpd with WORKERS workers of KIND on a free port and
 # set BASE. KIND is "qc" (quotacache) or "floor:MODE" (bench/floors.c).
 serve() {
@@ -120,9 +192,11 @@ serve() {
 	port=$(free_port)
 	case $1 in
 	qc)
+		SERVE_BIN=$QC_WORKER
 		bash "$ROOT/scripts/lighttpd.sh" start "$VAR" "$port" "$WORKERS" "$QC_WORKER" \
 			"$CONF" "$ROOT/www" >/dev/null ;;
 	floor:*)
+		SERVE_BIN=$FLOORS
 		bash "$ROOT/scripts/lighttpd.sh" start "$VAR" "$port" "$WORKERS" "$FLOORS" \
 			"$CONF" "$ROOT/www" "QC_FLOOR=${1#floor:}" \
 			"QC_DB_SOCKET=$VAR/mariadb/mysqld.sock" "QC_DB_USER=quotacache" \
@@ -143,24 +217,115 @@ expect_status() {
 	printf '%s' "${out%$'\n'*}"
 }
 
-# ---------------------------------------------------------------- smoke test
-# the routes behave as the subjects assume, and the reserve user gets an
-# override with no limits (set through the admin API) so quota never refuses
-say "smoke test of the quotacache routes"
+# ---------------------------------------------------------------- smoke test, fixtures
+# The routes behave as the subjects assume; the reserve1 user gets its no-limit
+# override through the admin API (the 32 reserve users got theirs through the
+# CLI); the cache entries and the /generate cache entry the subjects read are
+# created here, once (content tier: plan TTL, 2 h for pro_annual).
+say "smoke test of the quotacache routes; creating the cache entries"
 serve qc
 auth() { printf 'Authorization: Bearer %s' "$1"; }
+JSON='Content-Type: application/json'
 expect_status 200 GET /api/v1/health >/dev/null
 expect_status 200 GET /api/v1/quota/status -H "$(auth "$STATUS_KEY")" >/dev/null
-expect_status 200 PUT "/api/v1/quota/users/$RESERVE_UID/override" -H "$(auth "$ADMIN_KEY")" \
-	-H 'Content-Type: application/json' \
-	-d '{"tokens_per_day":null,"tokens_per_month":null,"calls_per_hour":null,"reason":"benchmark"}' >/dev/null
-body=$(expect_status 201 POST /api/v1/quota/reserve -H "$(auth "$RESERVE_KEY")" \
-	-H 'Content-Type: application/json' -d '{"task_type":"bench"}')
-[[ $body =~ \"reservation_id\":\ ?\"([0-9a-f]{32})\" ]] || die "reserve: no reservation_id in $body"
-expect_status 200 POST /api/v1/quota/commit -H "$(auth "$RESERVE_KEY")" \
-	-H 'Content-Type: application/json' \
-	-d "{\"reservation_id\":\"${BASH_REMATCH[1]}\",\"actual_tokens\":10}" >/dev/null
+expect_status 200 PUT "/api/v1/quota/users/$RESERVE1_UID/override" -H "$(auth "$ADMIN_KEY")" -H "$JSON" \
+	-d '{"tokens_per_day":null,"tokens_per_month":null,"calls_per_hour":null,"reason":"bench"}' >/dev/null
+# reserve + commit as reserve_commit.lua does it: max_tokens carries the key
+# index and must come back as the estimate
+for k in "$RESERVE1_KEY" "$RESERVE_KEY_FIRST"; do
+	body=$(expect_status 201 POST /api/v1/quota/reserve -H "$(auth "$k")" -H "$JSON" \
+		-d '{"task_type":"bench","max_tokens":100007}')
+	[[ $body =~ \"reservation_id\":\ ?\"([0-9a-f]{32})\" ]] || die "reserve: no reservation_id in $body"
+	rid=${BASH_REMATCH[1]}
+	[[ $body =~ \"estimate\":\ ?100007[,}] ]] ||
+		die "reserve: estimate is not max_tokens (reserve_commit.lua relies on it): $body"
+	expect_status 200 POST /api/v1/quota/commit -H "$(auth "$k")" -H "$JSON" \
+		-d "{\"reservation_id\":\"$rid\",\"actual_tokens\":10}" >/dev/null
+done
+# cache: 1 KiB and 64 KiB values (printable, like text)
+value_file() {   # value_file BYTES FILE: {"value":"<BYTES chars>"}
+	python3 -c 'import sys
+n = int(sys.argv[1]); pat = "quotacache bench value 0123456789 abcdefghijklmnopqrstuvwxyz. "
+sys.stdout.write("{\"value\":\"" + (pat * (n // len(pat) + 1))[:n] + "\"}")' "$1" >"$2"
+}
+value_file 1024 "$VAR/value-1k.json"
+value_file 65536 "$VAR/value-64k.json"
+for e in 1k 64k; do
+	expect_status 200 PUT "/api/v1/cache/content/bench-$e" -H "$(auth "$CACHE_KEY")" -H "$JSON" \
+		--data-binary "@$VAR/value-$e.json" >/dev/null
+	body=$(expect_status 200 GET "/api/v1/cache/content/bench-$e" -H "$(auth "$CACHE_KEY")")
+	[[ $body == *'"value":"quotacache bench value'* ]] || die "GET bench-$e: unexpected body ${body:0:200}"
+done
+say "cache: GET bench-1k answers $(expect_status 200 GET /api/v1/cache/content/bench-1k \
+	-H "$(auth "$CACHE_KEY")" | wc -c) bytes, bench-64k $(expect_status 200 GET \
+	/api/v1/cache/content/bench-64k -H "$(auth "$CACHE_KEY")" | wc -c) bytes"
+expect_status 200 PUT /api/v1/cache/content/bench-put-smoke -H "$(auth "$CACHEPUT_KEY")" -H "$JSON" \
+	--data-binary "@$VAR/value-1k.json" >/dev/null
+# /generate: fill bench-hit (a miss that calls the mock), then it must be a hit
+GEN_HIT_BODY='{"task":"cover_letter","prompt":"bench prompt","cache_key":"bench-hit"}'
+body=$(expect_status 200 POST /api/v1/generate -H "$(auth "$GEN_KEY")" -H "$JSON" -d "$GEN_HIT_BODY")
+[[ $body =~ \"cached\":\ ?false ]] || die "generate: the first call should be a miss: $body"
+body=$(expect_status 200 POST /api/v1/generate -H "$(auth "$GEN_KEY")" -H "$JSON" -d "$GEN_HIT_BODY")
+[[ $body =~ \"cached\":\ ?true ]] || die "generate: the second call should be a cache hit: $body"
+body=$(expect_status 200 POST /api/v1/generate -H "$(auth "$GENMISS_KEY")" -H "$JSON" \
+	-d '{"task":"cover_letter","prompt":"bench miss smoke","cache_tier":"session"}')
+[[ $body =~ \"cached\":\ ?false ]] || die "generate (miss): expected a miss: $body"
 unserve
+
+# ---------------------------------------------------------------- probes
+CLK_TCK=$(getconf CLK_TCK)
+now_ns() { date +%s%N; }
+# pids whose executable is $1
+pids_of_exe() {
+	find /proc -mindepth 2 -maxdepth 2 -name exe \( -lname "$1" -o -lname "$1 (deleted)" \) \
+		-printf '%h\n' 2>/dev/null | sed 's|^/proc/||' | sort -n || true   # find: vanished pids
+}
+pid_file() { local p; p=$(cat "$1" 2>/dev/null) && [[ $p =~ ^[0-9]+$ ]] && echo "$p"; }
+# ticks PID...: user + system CPU ticks of the processes (all their threads)
+ticks() {
+	local p s a t=0
+	for p in "$@"; do
+		s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+		s=${s##*) }
+		read -ra a <<<"$s"
+		t=$((t + a[11] + a[12]))
+	done
+	echo "$t"
+}
+deadlocks() { sql -N -e "SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'" | awk '{ print $2 }'; }
+mock_calls() {   # completions the mock answered so far
+	local out
+	out=$(curl -sS "http://127.0.0.1:$MOCKPORT/_calls" 2>/dev/null) || { echo 0; return; }
+	[[ $out =~ \"completions\":\ ?([0-9]+) ]] && echo "${BASH_REMATCH[1]}" || echo 0
+}
+extra() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$EXTRAS"; }
+
+# probe_start / probe_end NAME: CPU share (% of one core) of the workers,
+# lighttpd, mariadbd and the mock over the measurement; Innodb_deadlocks and
+# the mock's completions during it. P_*: pids, one a word (none: empty)
+# shellcheck disable=SC2086
+probe_start() {
+	P_WORKERS=$(pids_of_exe "$SERVE_BIN" | tr '\n' ' ')
+	P_LIGHTTPD=$(pid_file "$VAR/lighttpd/lighttpd.pid" || true)
+	P_MYSQLD=$(pid_file "$VAR/mariadb/mariadbd.pid" || true)
+	P_MOCK=$(pid_file "$VAR/mock/mock.pid" || true)
+	T_WORKERS=$(ticks $P_WORKERS)
+	T_LIGHTTPD=$(ticks $P_LIGHTTPD) T_MYSQLD=$(ticks $P_MYSQLD) T_MOCK=$(ticks $P_MOCK)
+	D_START=$(deadlocks) M_START=$(mock_calls)
+	T0=$(now_ns)
+}
+# shellcheck disable=SC2086
+probe_end() {
+	local name=$1 wall t
+	wall=$(($(now_ns) - T0))
+	pct() { awk -v d="$1" -v hz="$CLK_TCK" -v ns="$wall" 'BEGIN { printf "%.1f", d / hz / (ns / 1e9) * 100 }'; }
+	t=$(ticks $P_WORKERS); extra "$name" cpu_workers_pct "$(pct $((t - T_WORKERS)))"
+	t=$(ticks $P_LIGHTTPD); extra "$name" cpu_lighttpd_pct "$(pct $((t - T_LIGHTTPD)))"
+	t=$(ticks $P_MYSQLD); extra "$name" cpu_mariadbd_pct "$(pct $((t - T_MYSQLD)))"
+	t=$(ticks $P_MOCK); extra "$name" cpu_mock_pct "$(pct $((t - T_MOCK)))"
+	extra "$name" innodb_deadlocks "$(($(deadlocks) - D_START))"
+	extra "$name" upstream_calls "$(($(mock_calls) - M_START))"
+}
 
 # ---------------------------------------------------------------- measuring
 printf 'name\turl\treq_s\tp50_ms\tp99_ms\trequests\tnon2xx\tsocket_errors\tnote\n' >"$RESULTS"
@@ -174,12 +339,30 @@ to_ms() {
 		printf "%.3f", n * f }'
 }
 
+# run_wrk OUTFILE PHASE SECONDS [wrk args...] URL [-- script args]: one wrk run
+# in the background (so cleanup can stop it); BENCH_PHASE tells the Lua scripts
+# which run this is
+run_wrk() {
+	local out=$1 phase=$2 secs=$3
+	shift 3
+	BENCH_PHASE=$phase wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" "$@" >"$out" 2>&1 &
+	WRK_PID=$!
+	wait "$WRK_PID" || die "wrk ($phase) failed: $(tail -n 5 "$out")"
+	WRK_PID=
+}
+wrk_rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
+wrk_total() { awk '/ requests in / { print $1 }' "$1"; }
+wrk_non2xx() { awk '/Non-2xx or 3xx responses:/ { n = $NF } END { print n + 0 }' "$1"; }
+wrk_sockerr() { awk -F'[ ,]+' '/Socket errors:/ { n = $5 + $7 + $9 + $11 } END { print n + 0 }' "$1"; }
+wrk_note() { sed -n 's/^bench-note: //p' "$1" | head -n 1; }
+
 # measure NAME URL [wrk args...]: start the server named by $SERVER ("qc" or
 # "floor:MODE"), warm up, run wrk, record one row of $RESULTS, stop the server.
 # URL is a path (/api/...) on that server. Extra wrk args go before the URL;
 # arguments for a Lua script go after "--" (as in: ... -s x.lua -- KEY).
-# Optional: URL_LABEL (shown instead of the path), AFTER_WARMUP (a function
-# called with NAME between warm-up and measurement).
+# Optional: URL_LABEL (shown instead of the path); BEFORE_WARMUP, AFTER_WARMUP,
+# AFTER_RUN (functions called with NAME before the warm-up, between warm-up
+# and measurement, and after the measurement while the server still runs).
 measure() {
 	local name=$1 path=$2 pre=() post=() seen=0 a raw rps p50 p99 total non2xx sockerr note
 	shift 2
@@ -189,148 +372,162 @@ measure() {
 	serve "${SERVER:?measure needs SERVER=qc or SERVER=floor:MODE}"
 	raw=$OUT/wrk/$name.txt
 	say "$name: ${SERVER} $path — warm-up ${WARMUP}s, then ${DURATION}s"
-	wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" "${pre[@]}" "$BASE$path" ${post[@]+-- "${post[@]}"} \
-		>"$OUT/wrk/$name.warmup.txt" 2>&1 &
-	WRK_PID=$!
-	wait "$WRK_PID" || die "$name: wrk warm-up failed: $(tail -n 5 "$OUT/wrk/$name.warmup.txt")"
+	[[ -z ${BEFORE_WARMUP:-} ]] || "$BEFORE_WARMUP" "$name"
+	run_wrk "$OUT/wrk/$name.warmup.txt" warmup "$WARMUP" "${pre[@]}" "$BASE$path" ${post[@]+-- "${post[@]}"}
 	[[ -z ${AFTER_WARMUP:-} ]] || "$AFTER_WARMUP" "$name"
-	wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "${pre[@]}" "$BASE$path" \
-		${post[@]+-- "${post[@]}"} >"$raw" 2>&1 &
-	WRK_PID=$!
-	wait "$WRK_PID" || die "$name: wrk failed: $(tail -n 5 "$raw")"
-	WRK_PID=
+	probe_start
+	run_wrk "$raw" run "$DURATION" --latency "${pre[@]}" "$BASE$path" ${post[@]+-- "${post[@]}"}
+	probe_end "$name"
+	[[ -z ${AFTER_RUN:-} ]] || "$AFTER_RUN" "$name"
 	unserve
-	rps=$(awk '/^Requests\/sec:/ { print $2 }' "$raw")
+	rps=$(wrk_rps "$raw")
 	p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$raw")")
 	p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$raw")")
-	total=$(awk '/ requests in / { print $1 }' "$raw")
-	non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$raw")
-	sockerr=$(awk -F'[ ,]+' '/Socket errors:/ { print $5 + $7 + $9 + $11 }' "$raw")
-	note=$(grep -m1 '^reserve_commit:' "$raw" | sed 's/^reserve_commit: //' || true)
+	total=$(wrk_total "$raw")
+	non2xx=$(wrk_non2xx "$raw")
+	sockerr=$(wrk_sockerr "$raw")
+	note=$(wrk_note "$raw")
 	[[ -n $rps && -n $total ]] || die "$name: cannot parse $raw"
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "${URL_LABEL:-$path}" "$rps" "$p50" "$p99" "$total" \
-		"${non2xx:-0}" "${sockerr:-0}" "$note" >>"$RESULTS"
-	say "$name: $rps req/s, p50 $p50 ms, p99 $p99 ms, non-2xx ${non2xx:-0}, socket errors ${sockerr:-0}"
+		"$non2xx" "$sockerr" "$note" >>"$RESULTS"
+	say "$name: $rps req/s, p50 $p50 ms, p99 $p99 ms, non-2xx $non2xx, socket errors $sockerr"
 }
 
-# check NAME FLOOR MIN_RATIO [MAX_P99_MS]: a SPEC §8 target, evaluated in the report
+# check NAME FLOOR MIN_RATIO [MAX_P99_MS]: a SPEC §8 target, evaluated in the
+# report (skipped when NAME or FLOOR was not measured); MIN_RATIO "-": the
+# ratio is reported only
 CHECKS=()
 check() { CHECKS+=("$1:$2:$3:${4:-}"); }
 
-active_reservations() {
-	sql -N -e "SELECT COUNT(*) FROM quotacache.quota_reservations WHERE state='active'"
+# reserve subjects: Innodb_deadlocks (SHOW GLOBAL STATUS, server-wide) and the
+# subject's users' reservations before the warm-up, after it and after the run
+rc_counts() {   # rc_counts NAME: "active committed" of the subject's users
+	sql -N -e "SELECT COALESCE(SUM(r.state='active'),0), COALESCE(SUM(r.state='committed'),0)
+		FROM quotacache.quota_reservations r JOIN quotacache.users u ON u.id = r.user_id
+		WHERE u.email LIKE '${RC_USERS[$1]}'" | tr '\t' ' '
 }
-LEAK_AFTER_WARMUP=
-note_warmup_leak() { LEAK_AFTER_WARMUP=$(active_reservations); }
+rc_before() {
+	local c
+	extra "$1" innodb_deadlocks_before "$(deadlocks)"
+	c=$(rc_counts "$1"); RC_A0=${c% *}
+}
+rc_after_warmup() {
+	local c
+	extra "$1" innodb_deadlocks_after_warmup "$(deadlocks)"
+	c=$(rc_counts "$1"); extra "$1" active_after_warmup "$((${c% *} - RC_A0))"
+}
+rc_after() {
+	local c
+	extra "$1" innodb_deadlocks_after "$(deadlocks)"
+	c=$(rc_counts "$1")
+	extra "$1" active_after_run "$((${c% *} - RC_A0))"
+	extra "$1" committed_total "${c#* }"
+}
 
 # --- the floors (same lighttpd template, /api/... so the same fastcgi mapping applies)
-SERVER=floor:hello  measure F0 /api/floor
-SERVER=floor:select measure F1 /api/floor
-SERVER=floor:update measure F2 /api/floor
+if want F0; then SERVER=floor:hello  measure F0 /api/floor; fi
+if want F1; then SERVER=floor:select measure F1 /api/floor; fi
+if want F2; then SERVER=floor:update measure F2 /api/floor; fi
 
 # --- quotacache
-SERVER=qc measure health /api/v1/health
+if want health; then SERVER=qc measure health /api/v1/health; fi
 check health F0 0.80
-SERVER=qc measure status /api/v1/quota/status -H "Authorization: Bearer $STATUS_KEY"
+if want status; then
+	SERVER=qc measure status /api/v1/quota/status -H "Authorization: Bearer $STATUS_KEY"
+fi
 check status F0 0.50 5
-SERVER=qc AFTER_WARMUP=note_warmup_leak URL_LABEL="/api/v1/quota/reserve + /commit" \
-	measure reserve_commit /api/v1/quota/reserve -s "$BENCH/reserve_commit.lua" -- "$RESERVE_KEY"
+if want reserve_commit; then
+	SERVER=qc BEFORE_WARMUP=rc_before AFTER_WARMUP=rc_after_warmup AFTER_RUN=rc_after \
+		URL_LABEL="/api/v1/quota/reserve + /commit, $NRESERVE users" \
+		measure reserve_commit /api/v1/quota/reserve -s "$BENCH/reserve_commit.lua" -- "@$RESERVE_KEYS"
+fi
 check reserve_commit F2 0.60
-LEAKED=$(active_reservations)
-COMMITTED=$(sql -N -e "SELECT COUNT(*) FROM quotacache.quota_reservations WHERE state='committed'")
+if want reserve_commit_1user; then
+	SERVER=qc BEFORE_WARMUP=rc_before AFTER_WARMUP=rc_after_warmup AFTER_RUN=rc_after \
+		URL_LABEL="/api/v1/quota/reserve + /commit, 1 user" \
+		measure reserve_commit_1user /api/v1/quota/reserve -s "$BENCH/reserve_commit.lua" -- "$RESERVE1_KEY"
+fi
+check reserve_commit_1user F2 -
+if want cache_get_1k; then
+	SERVER=qc measure cache_get_1k /api/v1/cache/content/bench-1k -H "Authorization: Bearer $CACHE_KEY"
+fi
+check cache_get_1k F0 0.50 5
+if want cache_get_64k; then
+	SERVER=qc measure cache_get_64k /api/v1/cache/content/bench-64k -H "Authorization: Bearer $CACHE_KEY"
+fi
+check cache_get_64k F0 -
+if want cache_put_1k; then
+	SERVER=qc URL_LABEL="PUT /api/v1/cache/content/bench-put-{0..999}" \
+		measure cache_put_1k /api/v1/cache/content -s "$BENCH/cache_put.lua" -- "$CACHEPUT_KEY" 1000 1024
+fi
+check cache_put_1k F2 -
+if want generate_hit; then
+	SERVER=qc URL_LABEL="POST /api/v1/generate (cache_key bench-hit)" \
+		measure generate_hit /api/v1/generate -s "$BENCH/generate.lua" -- "$GEN_KEY" hit bench-hit
+fi
+check generate_hit F0 0.40 6
+if want generate_miss; then
+	SERVER=qc URL_LABEL="POST /api/v1/generate (unique prompts, 0 ms mock)" \
+		measure generate_miss /api/v1/generate -s "$BENCH/generate.lua" -- "$GENMISS_KEY" miss session
+fi
 
-# --- more subjects go here (others will add them). Pattern:
-#   SERVER=qc measure NAME /api/v1/PATH [wrk args: -H ..., -s script.lua -- script args]
-#   check NAME F0|F1|F2 MIN_RATIO [MAX_P99_MS]
-# Planned by SPEC §8: cache GET hit with a 1 KiB value (>= 50 % of F0, p99 <= 5 ms:
-# create the entry first, then measure its GET); /generate cache hit (>= 40 % of F0,
-# p99 <= 6 ms); /generate miss against a 0 ms mock upstream (tests/mock_upstream.py,
-# compared with a Node gateway, not a floor: record it and compare by hand or add
-# a check for it); worker RSS after 200k mixed requests (not a wrk ratio).
+# --- more subjects go here. Pattern (add the name to SUBJECTS above too):
+#   if want NAME; then SERVER=qc measure NAME /api/v1/PATH [wrk args: -H ..., -s script.lua -- args]; fi
+#   check NAME F0|F1|F2 MIN_RATIO|- [MAX_P99_MS]
+
+# ---------------------------------------------------------------- worker RSS
+# SPEC §8: worker RSS after 200k mixed requests <= 16 MiB, no growth over the
+# last 100k. One quotacache server: a warm-up (also the rate estimate), then
+# two wrk runs of ~RSS_REQUESTS/2 requests each (health, status, cache GET
+# 1 KiB hit, /generate hit in rotation: bench/mixed.lua), VmRSS/VmHWM of each
+# worker sampled after the warm-up, after the first half and at the end.
+rss_sample() {   # rss_sample PHASE
+	local p r h
+	for p in $(pids_of_exe "$QC_WORKER"); do
+		r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+		h=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+		printf '%s\t%s\t%s\t%s\n' "$p" "$1" "$r" "$h" >>"$RSS_TSV"
+	done
+}
+if want rss; then
+	serve qc
+	mixed=(-s "$BENCH/mixed.lua" "$BASE/api/v1/health" -- "$STATUS_KEY" "$CACHE_KEY" "$GEN_KEY")
+	say "rss: warm-up ${WARMUP}s with the mixed load"
+	rss_sample start
+	run_wrk "$OUT/wrk/rss.warmup.txt" warmup "$WARMUP" "${mixed[@]}"
+	rate=$(wrk_rps "$OUT/wrk/rss.warmup.txt")
+	# seconds for N requests at the warm-up's rate (3..300); the warm-up's
+	# requests count towards the first half
+	secs_for() { awk -v r="$rate" -v n="$1" 'BEGIN { s = int(n / (r > 1 ? r : 1)) + 1;
+		print (s < 3 ? 3 : s > 300 ? 300 : s) }'; }
+	half1=$(secs_for $((RSS_REQUESTS / 2 - $(wrk_total "$OUT/wrk/rss.warmup.txt"))))
+	half2=$(secs_for $((RSS_REQUESTS / 2)))
+	rss_sample warmup
+	say "rss: mixed load at ~${rate} req/s: ${half1}s, sample, ${half2}s, sample (~${RSS_REQUESTS} requests)"
+	probe_start
+	run_wrk "$OUT/wrk/rss.half1.txt" run "$half1" --latency "${mixed[@]}"
+	rss_sample half
+	run_wrk "$OUT/wrk/rss.half2.txt" run "$half2" --latency "${mixed[@]}"
+	rss_sample end
+	probe_end rss
+	unserve
+	for ph in warmup half1 half2; do
+		extra rss "requests_$ph" "$(wrk_total "$OUT/wrk/rss.$ph.txt")"
+		extra rss "non2xx_$ph" "$(wrk_non2xx "$OUT/wrk/rss.$ph.txt")"
+		extra rss "socket_errors_$ph" "$(wrk_sockerr "$OUT/wrk/rss.$ph.txt")"
+		extra rss "req_s_$ph" "$(wrk_rps "$OUT/wrk/rss.$ph.txt")"
+		extra rss "note_$ph" "$(wrk_note "$OUT/wrk/rss.$ph.txt")"
+	done
+	say "rss: $(awk -F'\t' '$2 == "end" { printf "pid %s %d KiB  ", $1, $3 }' "$RSS_TSV")"
+fi
 
 # ---------------------------------------------------------------- report
 CHECKS_STR=$(printf '%s\n' "${CHECKS[@]}")
-export RESULTS CHECKS_STR LEAKED COMMITTED LEAK_AFTER_WARMUP DURATION WORKERS THREADS CONNS WARMUP
-export GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-export GIT_DIRTY=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | wc -l)
-export FLUSH=$(sql -N -e "SELECT @@innodb_flush_log_at_trx_commit")
-export OUT
-python3 - <<'PY'
-import csv, datetime, json, os, platform
-
-env = os.environ
-rows = list(csv.DictReader(open(env["RESULTS"]), delimiter="\t"))
-by = {r["name"]: r for r in rows}
-num = lambda v: float(v) if v not in ("", "nan", None) else None
-
-subjects = []
-for r in rows:
-    subjects.append({
-        "name": r["name"], "url": r["url"],
-        "req_per_s": num(r["req_s"]), "p50_ms": num(r["p50_ms"]), "p99_ms": num(r["p99_ms"]),
-        "requests": int(r["requests"]), "non_2xx": int(r["non2xx"]),
-        "socket_errors": int(r["socket_errors"]), "note": r["note"] or None,
-    })
-
-checks = []
-for line in env["CHECKS_STR"].splitlines():
-    if not line:
-        continue
-    name, floor, minr, maxp99 = line.split(":")
-    s, f = by[name], by[floor]
-    ratio = num(s["req_s"]) / num(f["req_s"])
-    ok_ratio = ratio >= float(minr)
-    p99 = num(s["p99_ms"])
-    ok_p99 = True if not maxp99 else (p99 is not None and p99 <= float(maxp99))
-    target = f">= {float(minr)*100:.0f} % of {floor}" + (f", p99 <= {maxp99} ms" if maxp99 else "")
-    checks.append({
-        "subject": name, "floor": floor, "ratio": round(ratio, 4), "min_ratio": float(minr),
-        "p99_ms": p99, "max_p99_ms": float(maxp99) if maxp99 else None,
-        "target": target, "met": ok_ratio and ok_p99,
-    })
-
-now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-meta = {
-    "date": now, "git": env["GIT_REV"] + ("+dirty" if env["GIT_DIRTY"] != "0" else ""),
-    "duration_s": int(env["DURATION"]), "warmup_s": int(env["WARMUP"]),
-    "wrk": f"wrk -t{env['THREADS']} -c{env['CONNS']} -d{env['DURATION']}s --latency",
-    "workers": int(env["WORKERS"]), "cpus": os.cpu_count(), "host": platform.node(),
-    "innodb_flush_log_at_trx_commit": int(env["FLUSH"]),
-}
-leak = {
-    "active_after_run": int(env["LEAKED"]) if env["LEAKED"] else None,
-    "active_after_warmup": int(env["LEAK_AFTER_WARMUP"]) if env["LEAK_AFTER_WARMUP"] else None,
-    "committed_total": int(env["COMMITTED"]) if env["COMMITTED"] else None,
-}
-json.dump({"meta": meta, "subjects": subjects, "checks": checks, "reservations": leak},
-          open(os.path.join(env["OUT"], "results.json"), "w"), indent=2)
-
-f1 = lambda v, d=0: "-" if v is None else f"{v:,.{d}f}"
-md = []
-md.append(f"# quotacache benchmark — {now}\n")
-md.append(f"git {meta['git']}; {meta['wrk']} after a {meta['warmup_s']} s warm-up; lighttpd with "
-          f"{meta['workers']} workers; {meta['cpus']} CPUs shared with wrk; "
-          f"innodb_flush_log_at_trx_commit={meta['innodb_flush_log_at_trx_commit']}.\n")
-md.append("| subject | URL | req/s | p50 ms | p99 ms | non-2xx | socket errors |")
-md.append("|---|---|---:|---:|---:|---:|---:|")
-for s in subjects:
-    md.append(f"| {s['name']} | `{s['url']}` | {f1(s['req_per_s'])} | {f1(s['p50_ms'], 2)} | "
-              f"{f1(s['p99_ms'], 2)} | {s['non_2xx']} | {s['socket_errors']} |")
-md.append("")
-md.append("| ratio | measured | SPEC §8 target | met |")
-md.append("|---|---:|---|---|")
-for c in checks:
-    label = f"{c['subject']} / {c['floor']}" + (" (per operation)" if c["subject"] == "reserve_commit" else "")
-    meas = f"{c['ratio']*100:.1f} %" + (f", p99 {c['p99_ms']:.2f} ms" if c["max_p99_ms"] else "")
-    md.append(f"| {label} | {meas} | {c['target']} | {'yes' if c['met'] else '**no**'} |")
-md.append("")
-for s in subjects:
-    if s["note"]:
-        md.append(f"- {s['name']}: {s['note']}")
-md.append(f"- active (uncommitted) reservations after the reserve_commit run: "
-          f"{leak['active_after_run']} (after its warm-up: {leak['active_after_warmup']}); "
-          f"committed in total: {leak['committed_total']}")
-open(os.path.join(env["OUT"], "results.md"), "w").write("\n".join(md) + "\n")
-print("\n".join(md))
-PY
+export RESULTS EXTRAS RSS_TSV CHECKS_STR DURATION WORKERS THREADS CONNS WARMUP NRESERVE OUT
+export BENCH_ONLY=${BENCH_ONLY:-} ORDER_STR="${ORDER[*]}"
+GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+GIT_DIRTY=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | wc -l)
+FLUSH=$(sql -N -e "SELECT @@innodb_flush_log_at_trx_commit")
+export GIT_REV GIT_DIRTY FLUSH
+python3 "$BENCH/report.py"
 say "results: $OUT/results.md, $OUT/results.json (raw wrk output in $OUT/wrk/)"

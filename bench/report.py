@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""bench/report.py - the report of bench/run.sh (called by it, with its
+environment): reads bench/out/results.tsv (one row per subject),
+extras.tsv (subject, key, value: CPU shares, Innodb_deadlocks, reservations,
+RSS run counters) and rss.tsv (pid, phase, VmRSS KiB, VmHWM KiB); writes
+bench/out/results.json and bench/out/results.md and prints the latter."""
+import csv
+import datetime
+import json
+import os
+import platform
+
+env = os.environ
+OUT = env["OUT"]
+RSS_MAX_KIB = 16 * 1024          # SPEC §8: <= 16 MiB
+RSS_GROWTH_TOL_KIB = 64          # "no growth": at most 16 pages of allocator noise
+
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+rows = list(csv.DictReader(open(env["RESULTS"]), delimiter="\t"))
+by = {r["name"]: r for r in rows}
+
+extras = {}
+if os.path.exists(env["EXTRAS"]):
+    for line in open(env["EXTRAS"]):
+        parts = line.rstrip("\n").split("\t", 2)
+        if len(parts) == 3:
+            v = parts[2]
+            extras.setdefault(parts[0], {})[parts[1]] = (
+                int(v) if v.lstrip("-").isdigit() else num(v) if num(v) is not None else v)
+
+subjects = []
+for r in rows:
+    subjects.append({
+        "name": r["name"], "url": r["url"],
+        "req_per_s": num(r["req_s"]), "p50_ms": num(r["p50_ms"]), "p99_ms": num(r["p99_ms"]),
+        "requests": int(r["requests"]), "non_2xx": int(r["non2xx"]),
+        "socket_errors": int(r["socket_errors"]), "note": r["note"] or None,
+        "extra": extras.get(r["name"], {}),
+    })
+
+checks = []
+for line in env["CHECKS_STR"].splitlines():
+    if not line:
+        continue
+    name, floor, minr, maxp99 = line.split(":")
+    if name not in by or floor not in by:
+        continue
+    s, f = by[name], by[floor]
+    ratio = num(s["req_s"]) / num(f["req_s"])
+    p99 = num(s["p99_ms"])
+    if minr == "-":
+        checks.append({"subject": name, "floor": floor, "ratio": round(ratio, 4), "min_ratio": None,
+                       "p99_ms": p99, "max_p99_ms": None, "target": "report only", "met": None})
+        continue
+    ok_ratio = ratio >= float(minr)
+    ok_p99 = True if not maxp99 else (p99 is not None and p99 <= float(maxp99))
+    target = f">= {float(minr)*100:.0f} % of {floor}" + (f", p99 <= {maxp99} ms" if maxp99 else "")
+    checks.append({
+        "subject": name, "floor": floor, "ratio": round(ratio, 4), "min_ratio": float(minr),
+        "p99_ms": p99, "max_p99_ms": float(maxp99) if maxp99 else None,
+        "target": target, "met": ok_ratio and ok_p99,
+    })
+
+# ---- worker RSS
+rss = None
+if os.path.exists(env["RSS_TSV"]):
+    samples = {}
+    for line in open(env["RSS_TSV"]):
+        pid, phase, r, h = line.split()
+        samples.setdefault(int(pid), {})[phase] = (int(r), int(h))
+    ex = extras.get("rss", {})
+    workers = []
+    for pid, ph in sorted(samples.items()):
+        w = {"pid": pid}
+        for k in ("start", "warmup", "half", "end"):
+            w[f"rss_{k}_kib"] = ph[k][0] if k in ph else None
+        w["peak_kib"] = max(h for _, h in ph.values())
+        w["growth_last_half_kib"] = (ph["end"][0] - ph["half"][0]) if "end" in ph and "half" in ph else None
+        workers.append(w)
+    # a pid missing from a phase means a worker died and was respawned
+    complete = all(w["rss_half_kib"] is not None and w["rss_end_kib"] is not None for w in workers)
+    reqs = {k: ex.get(f"requests_{k}") for k in ("warmup", "half1", "half2")}
+    peak = max((w["peak_kib"] for w in workers), default=None)
+    growth = max((w["growth_last_half_kib"] for w in workers if w["growth_last_half_kib"] is not None),
+                 default=None)
+    rss = {
+        "workers": workers,
+        "requests": reqs,
+        "requests_total": sum(v for v in reqs.values() if isinstance(v, int)),
+        "requests_at_half_sample": sum(v for k, v in reqs.items() if k != "half2" and isinstance(v, int)),
+        "req_per_s": {k: ex.get(f"req_s_{k}") for k in ("warmup", "half1", "half2")},
+        "non_2xx": sum(ex.get(f"non2xx_{k}", 0) or 0 for k in ("warmup", "half1", "half2")),
+        "socket_errors": sum(ex.get(f"socket_errors_{k}", 0) or 0 for k in ("warmup", "half1", "half2")),
+        "notes": {k: ex.get(f"note_{k}") for k in ("warmup", "half1", "half2")},
+        "same_workers_throughout": complete,
+        "max_peak_kib": peak, "max_growth_last_half_kib": growth,
+        "target": f"peak <= {RSS_MAX_KIB} KiB, growth over the last half <= {RSS_GROWTH_TOL_KIB} KiB",
+        "met": (complete and peak is not None and peak <= RSS_MAX_KIB and growth is not None
+                and growth <= RSS_GROWTH_TOL_KIB),
+    }
+
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+meta = {
+    "date": now, "git": env["GIT_REV"] + ("+dirty" if env["GIT_DIRTY"] != "0" else ""),
+    "duration_s": int(env["DURATION"]), "warmup_s": int(env["WARMUP"]),
+    "wrk": f"wrk -t{env['THREADS']} -c{env['CONNS']} -d{env['DURATION']}s --latency",
+    "workers": int(env["WORKERS"]), "cpus": os.cpu_count(), "host": platform.node(),
+    "innodb_flush_log_at_trx_commit": int(env["FLUSH"]),
+    "reserve_users": int(env["NRESERVE"]),
+    "bench_only": env.get("BENCH_ONLY") or None, "measured": env["ORDER_STR"].split(),
+}
+json.dump({"meta": meta, "subjects": subjects, "checks": checks, "rss": rss},
+          open(os.path.join(OUT, "results.json"), "w"), indent=2)
+
+# ---- markdown
+f1 = lambda v, d=0: "-" if v is None else f"{v:,.{d}f}"
+md = []
+md.append(f"# quotacache benchmark — {now}\n")
+md.append(f"git {meta['git']}; {meta['wrk']} after a {meta['warmup_s']} s warm-up; lighttpd with "
+          f"{meta['workers']} workers; {meta['cpus']} CPUs shared with wrk; "
+          f"innodb_flush_log_at_trx_commit={meta['innodb_flush_log_at_trx_commit']}"
+          + (f"; BENCH_ONLY=\"{meta['bench_only']}\"" if meta["bench_only"] else "") + ".\n")
+if subjects:
+    md.append("| subject | URL | req/s | p50 ms | p99 ms | requests | non-2xx | socket errors |")
+    md.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    for s in subjects:
+        md.append(f"| {s['name']} | `{s['url']}` | {f1(s['req_per_s'])} | {f1(s['p50_ms'], 2)} | "
+                  f"{f1(s['p99_ms'], 2)} | {s['requests']:,} | {s['non_2xx']} | {s['socket_errors']} |")
+    md.append("")
+if checks:
+    md.append("| ratio | measured | SPEC §8 target | met |")
+    md.append("|---|---:|---|---|")
+    for c in checks:
+        label = f"{c['subject']} / {c['floor']}" + (" (per operation)" if c["subject"].startswith("reserve_commit") else "")
+        meas = f"{c['ratio']*100:.1f} %" + (f", p99 {c['p99_ms']:.2f} ms" if c["max_p99_ms"] else "")
+        met = "-" if c["met"] is None else "yes" if c["met"] else "**no**"
+        md.append(f"| {label} | {meas} | {c['target']} | {met} |")
+    md.append("")
+
+md.append("CPU during each measurement, in % of one core (100 = one of the "
+          f"{meta['cpus']} cores busy; wrk uses the rest), and what happened in the database and "
+          "the mock upstream meanwhile:\n")
+md.append("| subject | workers | lighttpd | mariadbd | mock | Innodb_deadlocks (during) | upstream calls |")
+md.append("|---|---:|---:|---:|---:|---:|---:|")
+for s in subjects + ([{"name": "rss (mixed)", "extra": extras.get("rss", {})}] if rss else []):
+    e = s["extra"]
+    md.append(f"| {s['name']} | {f1(e.get('cpu_workers_pct'), 1)} | {f1(e.get('cpu_lighttpd_pct'), 1)} | "
+              f"{f1(e.get('cpu_mariadbd_pct'), 1)} | {f1(e.get('cpu_mock_pct'), 1)} | "
+              f"{e.get('innodb_deadlocks', '-')} | {e.get('upstream_calls', '-')} |")
+md.append("")
+
+for s in subjects:
+    e = s["extra"]
+    if "innodb_deadlocks_before" in e:
+        d0, d1, d2 = e["innodb_deadlocks_before"], e.get("innodb_deadlocks_after_warmup"), e.get("innodb_deadlocks_after")
+        md.append(f"- {s['name']}: Innodb_deadlocks (server-wide) {d0} before the warm-up, {d1} after it, "
+                  f"{d2} after the measurement (+{d2 - d1} during it, +{d1 - d0} during the warm-up); "
+                  f"its users' reservations left active: {e.get('active_after_warmup')} after the warm-up, "
+                  f"{e.get('active_after_run')} after the run (expire after reservation_ttl); "
+                  f"committed in total: {e.get('committed_total')}")
+if "generate_miss" in by:
+    s = next(x for x in subjects if x["name"] == "generate_miss")
+    e = s["extra"]
+    md.append(f"- generate_miss: {f1(s['req_per_s'])} req/s, p50 {f1(s['p50_ms'], 2)} ms, p99 "
+              f"{f1(s['p99_ms'], 2)} ms; {e.get('upstream_calls')} upstream calls for {s['requests']:,} "
+              f"requests; the mock (one Python process) used {f1(e.get('cpu_mock_pct'), 1)} % of a core "
+              "(near 100 % it is the bottleneck). SPEC §8 compares this with a Node gateway (Portkey OSS) on "
+              "the same mock, which this harness does not have: no target is checked.")
+if "generate_hit" in by:
+    e = extras.get("generate_hit", {})
+    md.append(f"- generate_hit: {e.get('upstream_calls')} upstream calls during the measurement (0 expected)")
+for s in subjects:
+    if s["note"]:
+        md.append(f"- {s['name']}: {s['note']}")
+md.append("")
+
+if rss:
+    md.append(f"## Worker RSS after {rss['requests_total']:,} mixed requests\n")
+    md.append("health, quota status, cache GET 1 KiB hit, /generate hit in rotation (`bench/mixed.lua`); "
+              f"{rss['requests']['warmup'] or 0:,} requests of warm-up, then "
+              f"{rss['requests']['half1'] or 0:,} (sample \"half\", after "
+              f"{rss['requests_at_half_sample']:,} in all) and {rss['requests']['half2'] or 0:,} more "
+              f"(sample \"end\"), at {f1(rss['req_per_s']['half1'])} / {f1(rss['req_per_s']['half2'])} req/s; "
+              f"non-2xx {rss['non_2xx']}, socket errors {rss['socket_errors']}. VmRSS in KiB; peak = VmHWM.\n")
+    md.append("| worker pid | at start | after warm-up | half | end | peak | growth over the last half |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|")
+    for w in rss["workers"]:
+        md.append(f"| {w['pid']} | {f1(w['rss_start_kib'])} | {f1(w['rss_warmup_kib'])} | {f1(w['rss_half_kib'])} | "
+                  f"{f1(w['rss_end_kib'])} | {f1(w['peak_kib'])} | "
+                  f"{'-' if w['growth_last_half_kib'] is None else format(w['growth_last_half_kib'], '+,d')} |")
+    md.append("")
+    md.append(f"Max peak {f1(rss['max_peak_kib'])} KiB ({(rss['max_peak_kib'] or 0) / 1024:.1f} MiB), max growth "
+              f"over the last half {rss['max_growth_last_half_kib']} KiB; target (SPEC §8) ≤ 16 MiB and no growth "
+              f"(here: ≤ {RSS_GROWTH_TOL_KIB} KiB): **{'met' if rss['met'] else 'not met'}**"
+              + ("" if rss["same_workers_throughout"] else " (a worker was replaced during the run)") + ".")
+    for k, v in rss["notes"].items():
+        if v:
+            md.append(f"- rss {k}: {v}")
+    md.append("")
+
+open(os.path.join(OUT, "results.md"), "w").write("\n".join(md) + "\n")
+print("\n".join(md))
