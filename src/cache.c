@@ -480,11 +480,33 @@ void cache_pending_clear(void)
 	nphits = npstats = 0;
 }
 
+static int cmp_hit(const void *a, const void *b)
+{
+	const struct pending_hit *x = a, *y = b;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int cmp_stat(const void *a, const void *b)
+{
+	const struct pending_stat *x = a, *y = b;
+	if (x->bucket != y->bucket)
+		return x->bucket < y->bucket ? -1 : 1;
+	if (x->user != y->user)
+		return x->user < y->user ? -1 : 1;
+	if (x->tier != y->tier)
+		return x->tier < y->tier ? -1 : 1;
+	return strcmp(x->plan, y->plan);
+}
+
+/* Rows are written in primary-key order, so flushes of several workers lock
+ * shared rows in the same order and do not deadlock each other. */
 enum qc_err cache_flush(struct db *db)
 {
 	struct db_val *p = NULL;
 	enum qc_err rc = QC_OK;
 
+	qsort(phits, nphits, sizeof *phits, cmp_hit);
+	qsort(pstats, npstats, sizeof *pstats, cmp_stat);
 	if (nphits) {
 		if (!(p = calloc(nphits * 3, sizeof *p)))
 			return QC_ENOMEM;

@@ -98,6 +98,9 @@ enum qc_err db_connect(struct db *db)
 	mysql_options(db->conn, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
 	mysql_options(db->conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
 	mysql_options(db->conn, MYSQL_INIT_COMMAND, "SET time_zone = '+00:00'");
+	/* row locks only on the rows read: no gap locks between workers */
+	mysql_options(db->conn, MYSQL_INIT_COMMAND,
+		      "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
 	if (!mysql_real_connect(db->conn, sock ? NULL : c->db_host, c->db_user,
 				c->db_password, c->db_name, (unsigned)c->db_port, sock,
 				CLIENT_MULTI_STATEMENTS | CLIENT_MULTI_RESULTS)) {

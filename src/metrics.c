@@ -142,6 +142,16 @@ int metrics_flush_in(time_t now)
 	return left < 0 ? 0 : (int)left;
 }
 
+static int cmp_pending(const void *a, const void *b)
+{
+	const struct pending *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	if (!c)
+		c = strcmp(x->labels, y->labels);
+	return c ? c : (x->bucket > y->bucket) - (x->bucket < y->bucket);
+}
+
+/* Rows go in primary-key order so concurrent flushes lock in one order. */
 enum qc_err metrics_flush(struct db *db)
 {
 	struct db_val *p;
@@ -149,6 +159,7 @@ enum qc_err metrics_flush(struct db *db)
 
 	if (!npend)
 		return QC_OK;
+	qsort(pend, npend, sizeof *pend, cmp_pending);
 	if (!(p = calloc(npend * 4, sizeof *p)))
 		return QC_ENOMEM;
 	for (unsigned i = 0; i < npend; i++) {
