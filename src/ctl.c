@@ -20,7 +20,7 @@
 #include "migrate.h"
 #include "users.h"
 
-static const char *opt(int argc, char **argv, const char *name)
+const char *ctl_opt(int argc, char **argv, const char *name)
 {
 	for (int i = 0; i < argc; i++)
 		if (strcmp(argv[i], name) == 0)
@@ -48,7 +48,7 @@ int ctl_fail(enum qc_err rc, struct db *db, const char *what)
 /* The user named by --id or --email; 0 with a message if neither resolves. */
 long long ctl_user_arg(struct db *db, int argc, char **argv)
 {
-	const char *id = opt(argc, argv, "--id"), *email = opt(argc, argv, "--email");
+	const char *id = ctl_opt(argc, argv, "--id"), *email = ctl_opt(argc, argv, "--email");
 	long long uid = 0;
 
 	if (id)
@@ -81,7 +81,7 @@ static int cmd_user(struct db *db, int argc, char **argv)
 	enum qc_err rc;
 
 	if (argc >= 1 && strcmp(argv[0], "add") == 0) {
-		const char *email = opt(argc, argv, "--email"), *plan = opt(argc, argv, "--plan");
+		const char *email = ctl_opt(argc, argv, "--email"), *plan = ctl_opt(argc, argv, "--plan");
 		long long id;
 		if (!email || !plan) {
 			fprintf(stderr, "usage: quotacachectl user add --email E --plan P [--admin]\n");
@@ -111,7 +111,7 @@ static int cmd_user(struct db *db, int argc, char **argv)
 		return 0;
 	}
 	if (argc >= 1 && strcmp(argv[0], "set-plan") == 0) {
-		const char *plan = opt(argc, argv, "--plan");
+		const char *plan = ctl_opt(argc, argv, "--plan");
 		long long uid = ctl_user_arg(db, argc, argv);
 		if (!uid || !plan)
 			return 2;
@@ -154,7 +154,7 @@ static int cmd_key(struct db *db, int argc, char **argv)
 	if (argc >= 1 && strcmp(argv[0], "list") == 0) {
 		static const char *const head[] = { "id", "user_id", "prefix", "created_at", "revoked_at" };
 		long long uid = 0;
-		if (opt(argc, argv, "--id") || opt(argc, argv, "--email"))
+		if (ctl_opt(argc, argv, "--id") || ctl_opt(argc, argv, "--email"))
 			if (!(uid = ctl_user_arg(db, argc, argv)))
 				return 2;
 		if ((rc = keys_list(db, uid, &r)) != QC_OK)

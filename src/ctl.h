@@ -9,6 +9,9 @@
 
 struct db;
 
+/* The value after option name in argv ("" if it is last), or NULL. */
+const char *ctl_opt(int argc, char **argv, const char *name);
+
 /* Print a failure of what to stderr; returns the exit status 1. */
 int ctl_fail(enum qc_err rc, struct db *db, const char *what);
 /* User id from --id N or --email E; 0 (with a message) if none. */

@@ -19,18 +19,10 @@
 #include "db.h"
 #include "quota.h"
 
-static const char *opt(int argc, char **argv, const char *name)
-{
-	for (int i = 0; i < argc; i++)
-		if (strcmp(argv[i], name) == 0)
-			return i + 1 < argc ? argv[i + 1] : "";
-	return NULL;
-}
-
 /* --day etc.: absent -2, "unlimited" -1, else a non-negative integer. */
 static int limit_opt(int argc, char **argv, const char *name, long long *v)
 {
-	const char *s = opt(argc, argv, name);
+	const char *s = ctl_opt(argc, argv, name);
 	char *end;
 
 	*v = -2;
@@ -92,7 +84,7 @@ static int cmd_quota(struct db *db, int argc, char **argv)
 	}
 	if (argc >= 1 && strcmp(argv[0], "set-override") == 0) {
 		long long d, m, h, exp = 0;
-		const char *e = opt(argc, argv, "--expires"), *reason = opt(argc, argv, "--reason");
+		const char *e = ctl_opt(argc, argv, "--expires"), *reason = ctl_opt(argc, argv, "--reason");
 		int nd, nm, nh;
 		if (!(uid = ctl_user_arg(db, argc, argv)))
 			return 2;
@@ -122,7 +114,7 @@ static int cmd_quota(struct db *db, int argc, char **argv)
 		return 0;
 	}
 	if (argc >= 1 && strcmp(argv[0], "nearest") == 0) {
-		const char *l = opt(argc, argv, "--limit");
+		const char *l = ctl_opt(argc, argv, "--limit");
 		long long n = l ? strtoll(l, NULL, 10) : 20;
 		if ((rc = quota_nearest(db, now, n > 0 ? n : 20, &r)) != QC_OK)
 			return ctl_fail(rc, db, "quota nearest");
@@ -140,7 +132,7 @@ static int cmd_quota(struct db *db, int argc, char **argv)
 		return 0;
 	}
 	if (argc >= 1 && strcmp(argv[0], "prune") == 0) {
-		const char *ds = opt(argc, argv, "--days");
+		const char *ds = ctl_opt(argc, argv, "--days");
 		long long days = ds ? strtoll(ds, NULL, 10) : 400;
 		unsigned long long n = 0;
 		if (days < 1) {
