@@ -18,7 +18,7 @@ run_suite() {   # name command...
 	local rc=$?
 	local p f
 	p=$(grep -c '^ok ' "$log")
-	f=$(grep -c '^not ok ' "$log")
+	f=$(grep -cE '^(not ok |Bail out!)' "$log")
 	grep -E '^(not ok|Bail out)' "$log" | sed 's/^/   /'
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
 		echo "   $name exited $rc without a failing check; last lines:"
