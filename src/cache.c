@@ -560,8 +560,13 @@ static const char SQL_ST_ENTRIES[] =
 	" WHERE (? = 1 OR user_id = ?) AND (expires_at IS NULL OR expires_at > FROM_UNIXTIME(?))"
 	" GROUP BY cache_type ORDER BY cache_type";
 static const char SQL_ST_PLANS[] =
-	"SELECT plan, SUM(hits), SUM(misses), SUM(saved_micro) FROM cache_stats"
-	" GROUP BY plan ORDER BY plan";
+	"SELECT s.plan, s.hits, s.misses, s.saved, COALESCE(e.n, 0), COALESCE(e.bytes, 0) FROM"
+	" (SELECT plan, SUM(hits) AS hits, SUM(misses) AS misses, SUM(saved_micro) AS saved"
+	"  FROM cache_stats GROUP BY plan) s LEFT JOIN"
+	" (SELECT u.plan, COUNT(*) AS n, SUM(c.size_bytes) AS bytes FROM ai_cache c"
+	"  JOIN users u ON u.id = c.user_id"
+	"  WHERE c.expires_at IS NULL OR c.expires_at > UTC_TIMESTAMP() GROUP BY u.plan) e"
+	" ON e.plan = s.plan ORDER BY s.plan";
 static const char SQL_ST_TOP[] =
 	"SELECT cache_key, cache_type, user_id, access_count FROM ai_cache"
 	" WHERE expires_at IS NULL OR expires_at > FROM_UNIXTIME(?)"

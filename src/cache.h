@@ -117,7 +117,8 @@ enum qc_err cache_stats_hits(struct db *db, long long user, int global, struct d
 /* Rows per tier: tier, entries, bytes (not expired at now). */
 enum qc_err cache_stats_entries(struct db *db, long long user, int global, time_t now,
 				struct db_rows **out);
-/* Rows per plan: plan, hits, misses, saved_micro. */
+/* Rows per plan: plan, hits, misses, saved_micro, live entries and bytes of
+ * the plan's current users. */
 enum qc_err cache_stats_plans(struct db *db, struct db_rows **out);
 /* Rows: cache_key, tier, user_id, access_count (top n by hits). */
 enum qc_err cache_stats_top(struct db *db, long long n, time_t now, struct db_rows **out);

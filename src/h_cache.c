@@ -299,7 +299,8 @@ void h_cache_stats(struct app *app, struct http_req *req)
 		json_object *plans = json_object_new_object(), *arr = json_object_new_array();
 		for (unsigned i = 0; i < pl->nrows; i++)
 			json_object_object_add(plans, db_cell(pl, i, 0),
-					       tier_stats(db_cell_ll(pl, i, 1), db_cell_ll(pl, i, 2), 0, 0,
+					       tier_stats(db_cell_ll(pl, i, 1), db_cell_ll(pl, i, 2),
+							  db_cell_ll(pl, i, 4), db_cell_ll(pl, i, 5),
 							  db_cell_ll(pl, i, 3)));
 		json_object_object_add(o, "plans", plans);
 		for (unsigned i = 0; i < top->nrows; i++) {

@@ -99,8 +99,10 @@ void h_generate(struct app *app, struct http_req *req)
 	json_object_put(o);
 }
 
-/* from/to: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ; 0 ok, -1 bad */
-static int parse_when(const char *s, long long *t)
+/* from/to: YYYY-MM-DDTHH:MM:SSZ, or a date YYYY-MM-DD meaning the whole
+ * day (from its start; to its end, so from=to=a day is that day).
+ * 0 ok, -1 bad. */
+static int parse_when(const char *s, int is_to, long long *t)
 {
 	char buf[40];
 
@@ -108,7 +110,11 @@ static int parse_when(const char *s, long long *t)
 		return 0;
 	if (strlen(s) == 10) {
 		snprintf(buf, sizeof buf, "%sT00:00:00Z", s);
-		return qc_parse_iso8601(buf, t);
+		if (qc_parse_iso8601(buf, t) < 0)
+			return -1;
+		if (is_to)
+			*t += 86400;
+		return 0;
 	}
 	return -1;
 }
@@ -136,8 +142,8 @@ void h_usage(struct app *app, struct http_req *req)
 	json_object *o, *tasks;
 	enum qc_err rc;
 
-	if ((http_query_param(req, "from", buf, sizeof buf) && parse_when(buf, &from) < 0) ||
-	    (http_query_param(req, "to", buf, sizeof buf) && parse_when(buf, &to) < 0)) {
+	if ((http_query_param(req, "from", buf, sizeof buf) && parse_when(buf, 0, &from) < 0) ||
+	    (http_query_param(req, "to", buf, sizeof buf) && parse_when(buf, 1, &to) < 0)) {
 		api_error(req, QC_EINPUT, "'from' and 'to' take YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ");
 		return;
 	}

@@ -44,6 +44,7 @@ static json_object *status_json(const struct quota_status *st)
 	json_object_object_add(o, "user_id", json_object_new_int64(st->user_id));
 	json_object_object_add(o, "plan", json_object_new_string(st->plan));
 	json_object_object_add(o, "level", json_object_new_string(quota_level_name(st->overall)));
+	json_object_object_add(o, "override_active", json_object_new_boolean(st->override));
 	for (int i = 0; i < QUOTA_NKINDS; i++)
 		json_object_object_add(o, quota_kind_name((enum quota_kind)i), window_json(&st->w[i]));
 	return o;

@@ -217,7 +217,8 @@ int quota_id_ok(const char *id, size_t len)
 	" IF(o.calls_per_hour IS NULL, p.calls_per_hour, NULLIF(o.calls_per_hour, -1))," \
 	" COALESCE(d.used, 0), COALESCE(d.reserved, 0), COALESCE(m.used, 0), COALESCE(m.reserved, 0)," \
 	" COALESCE(h.calls, 0)," \
-	" (SELECT MIN(r.expires_at) FROM quota_reservations r WHERE r.user_id = u.id AND r.state = 'active'),"
+	" (SELECT MIN(r.expires_at) FROM quota_reservations r WHERE r.user_id = u.id AND r.state = 'active')," \
+	" o.user_id IS NOT NULL,"
 #define STATUS_TAIL \
 	" FROM users u JOIN plans p ON p.name = u.plan" \
 	" LEFT JOIN quota_overrides o ON o.user_id = u.id" \
@@ -309,7 +310,8 @@ enum qc_err quota_status_get(struct db *db, long long user, const char *task,
 			  db_cell_ll(r, 0, 7), cell_limit(r, 2));
 	quota_window_fill(&st->w[QUOTA_HOUR], QUOTA_HOUR, now, db_cell_ll(r, 0, 8), 0,
 			  cell_limit(r, 3));
-	st->estimate = db_cell_ll(r, 0, 10);
+	st->override = (int)db_cell_ll(r, 0, 10);
+	st->estimate = db_cell_ll(r, 0, 11);
 	quota_overall(st);
 	db_rows_free(r);
 	return QC_OK;

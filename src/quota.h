@@ -43,6 +43,7 @@ struct quota_status {
 	struct quota_window w[QUOTA_NKINDS];
 	enum quota_level overall;
 	long long estimate;   /* of the task asked about (check, reserve) */
+	int override;         /* an override replaces some of the plan's limits */
 };
 
 /* --- pure ------------------------------------------------------------ */

@@ -140,6 +140,8 @@ check(ts.status == 200 and len(b) == 24 and b[-1]["hits"] == 100 and b[-1]["miss
 for q in ("hours=0", "hours=169", "hours=abc", "hours="):
     check(is_problem(get("/api/v1/cache/stats/timeseries?" + q, key=c_key), 400), f"timeseries {q}: 400")
 ga = get("/api/v1/cache/stats", key=admin_key).json
+check(ga["plans"]["pro_annual"]["entries"] >= 1 and ga["plans"]["pro_annual"]["bytes"] >= len("cached cover letter"),
+      "admin stats: live entries and bytes per plan", ga["plans"].get("pro_annual"))
 check(ga["scope"] == "global" and ga["tiers"]["content"]["hits"] >= 100 and "pro_annual" in ga["plans"]
       and any(k["key"] == "hot" and k["hits"] == 100 for k in ga["top_keys"]),
       "admin stats: global, per plan, top keys", {k: ga.get(k) for k in ("plans", "top_keys")})

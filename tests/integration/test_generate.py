@@ -179,6 +179,9 @@ r = get(f"/api/v1/usage?user_id={sid}", key=admin_key)
 check(r.status == 200 and r.json["tasks"]["cv_drafting"]["calls"] == 50, "an admin reads any user's usage", r)
 r = get("/api/v1/usage?user_id=all&from=2000-01-01", key=admin_key)
 check(r.status == 200 and "pro_annual" in r.json["plans"] and r.json["user_id"] == "all", "admin totals per plan", r)
+today = time.strftime("%Y-%m-%d", time.gmtime())
+r = get(f"/api/v1/usage?user_id={sid}&from={today}&to={today}", key=admin_key)
+check(r.status == 200 and r.json["tasks"]["cv_drafting"]["calls"] == 50, "from=to=today covers the whole day", r)
 for q in ("from=yesterday", "from=2026-01-02&to=2026-01-01", "user_id=abc"):
     check(r.status == 200 and is_problem(get("/api/v1/usage?" + q, key=admin_key), 400), f"usage {q}: 400")
 

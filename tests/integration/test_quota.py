@@ -189,6 +189,7 @@ r = put(f"/api/v1/quota/users/{uid3}/override",
         {"tokens_per_day": 4000, "expires_at": "2099-01-01T00:00:00Z", "reason": "test"}, key=admin_key)
 check(r.status == 200 and r.json["daily"]["limit"] == 4000 and r.json["override"]["expires_at"] == "2099-01-01T00:00:00Z",
       "override with expiry set", r)
+check(get("/api/v1/quota/status", key=key3).json["override_active"] is True, "the user sees that an override applies")
 r = post("/api/v1/quota/reserve", {"task_type": "extraction"}, key=key3)
 check(is_problem(r, 429), "override takes effect: 3000 used + 2000 > 4000", r)
 r = delete(f"/api/v1/quota/users/{uid3}/override", key=admin_key)
