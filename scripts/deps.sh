@@ -11,7 +11,7 @@ pkgs=(
   libfcgi-dev libfcgi-bin spawn-fcgi
   libmariadb-dev mariadb-server mariadb-client
   libjson-c-dev libcurl4-openssl-dev libssl-dev
-  lighttpd curl python3 wrk
+  lighttpd apache2 libapache2-mod-fcgid curl python3 wrk
 )
 
 # One dpkg-query for all packages; unknown ones print nothing (and make it exit 1).

@@ -61,6 +61,22 @@ export ASAN_OPTIONS="log_path=$VAR/san/asan:detect_leaks=1:abort_on_error=0"
 export UBSAN_OPTIONS="log_path=$VAR/san/ubsan:print_stacktrace=1:halt_on_error=1"
 export LSAN_OPTIONS="log_path=$VAR/san/lsan"
 
+# make install puts every migration, prompt and dashboard file in place
+DEST=$VAR/destdir
+if make -s -C "$BUILD" install DESTDIR="$DEST" >"$VAR/install.log" 2>&1; then
+	share=$(find "$DEST" -type d -path '*/share/quotacache' | head -n 1)
+	n_src=$(ls "$SRC"/sql/*.sql | wc -l); n_inst=$(ls "$share"/sql/*.sql 2>/dev/null | wc -l)
+	if [ "$n_src" -eq "$n_inst" ] && [ -f "$share/www/index.html" ] && [ -f "$share/www/js/dashboard.js" ] &&
+	   [ "$(ls "$share"/prompts | wc -l)" -eq "$(ls "$SRC"/conf/prompts | wc -l)" ] &&
+	   [ -x "$(find "$DEST" -name quotacachectl -type f | head -n 1)" ]; then
+		echo "ok - make install installs the programs, all $n_src migrations, prompts and the dashboard"
+	else
+		echo "not ok - make install installs everything (sql $n_inst of $n_src)"
+	fi
+else
+	echo "not ok - make install succeeds (see $VAR/install.log)"
+fi
+
 "$QC_CTL" migrate || { echo "Bail out! migrate failed"; exit 1; }
 out=$("$QC_CTL" migrate)
 case "$out" in

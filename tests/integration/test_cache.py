@@ -3,7 +3,7 @@ import json
 import time
 import urllib.parse
 
-from qc import (check, delete, done, get, is_problem, new_user, parallel, post,
+from qc import (SERVER, check, delete, done, get, is_problem, new_user, parallel, post,
                 put, request, sql)
 
 
@@ -84,7 +84,8 @@ check(is_problem(r, 400), "256-byte key: 400", r)
 r = get("/api/v1/cache/session/a%0Ab", key=a_key)
 check(r.status == 400, "control character in key: 400", r)
 r = get("/api/v1/cache/session/a%00b", key=a_key)
-check(r.status == 400, "NUL in key: 400", r)
+# Apache decodes the path itself and answers a %00 with its own 404
+check(r.status == (404 if SERVER == "apache" else 400), "NUL in key: refused (400; Apache: its own 404)", r)
 r = get(path("bogus", "k"), key=a_key)
 check(is_problem(r, 400) and "tier" in r.json["detail"], "unknown tier: 400", r)
 r = put(path("content", "big"), {"value": "x" * ((1 << 20) + 1)}, key=a_key)
