@@ -11,7 +11,10 @@
 # cache entries; then measures each subject behind its own lighttpd (4 workers,
 # free loopback port): 2 s warm-up, then wrk -t2 -c32 -d${DURATION}s --latency.
 # Last, unless BENCH_RSS=0, the worker-RSS run: ~200k mixed requests with the
-# workers' RSS sampled after ~100k and at the end. Prints the report (ratios to
+# workers' RSS sampled after ~100k and at the end. For portkey_miss (the SPEC §8
+# Node comparison) it installs the Portkey gateway from npm into
+# bench/out/portkey if missing and runs it (bench/portkey.sh) against the same
+# mock. Prints the report (ratios to
 # the floors measured in this run) and writes bench/out/results.md and
 # bench/out/results.json (raw wrk output in bench/out/wrk/). Every server it
 # starts is stopped on exit, also on failure and Ctrl-C.
@@ -53,7 +56,7 @@ die() { say "$*"; exit 1; }
 # In measuring order. FLOOR_FOR: the floor a SPEC §8 target of the subject is a
 # ratio to (measured whenever the subject is).
 SUBJECTS=(F0 F1 F2 health status reserve_commit reserve_commit_1user cache_get_1k cache_get_64k
-	cache_put_1k generate_hit generate_miss rss)
+	cache_put_1k generate_hit generate_miss portkey_miss rss)
 declare -A FLOOR_FOR=([health]=F0 [status]=F0 [cache_get_1k]=F0 [generate_hit]=F0 [reserve_commit]=F2)
 declare -A SEL=()
 if [[ -n ${BENCH_ONLY:-} ]]; then
@@ -82,9 +85,10 @@ cleanup() {
 		wait "$WRK_PID" 2>/dev/null || true
 	fi
 	bash "$ROOT/scripts/lighttpd.sh" stop "$VAR" >/dev/null 2>&1 || true
+	bash "$BENCH/portkey.sh" stop "$VAR" >/dev/null 2>&1 || true
 	bash "$ROOT/scripts/mock.sh" stop "$VAR" >/dev/null 2>&1 || true
 	bash "$ROOT/scripts/mariadb.sh" stop "$VAR" >/dev/null 2>&1 || true
-	((rc == 0)) || say "failed (exit $rc); servers stopped; logs in $VAR/lighttpd, $VAR/mariadb, $VAR/mock"
+	((rc == 0)) || say "failed (exit $rc); servers stopped; logs in $VAR/lighttpd, $VAR/mariadb, $VAR/mock, $VAR/portkey"
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -98,6 +102,7 @@ command -v wrk >/dev/null || {
 	apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -q --no-install-recommends wrk >/dev/null
 }
+if want portkey_miss; then bash "$BENCH/portkey.sh" install; fi   # npm, into bench/out/portkey
 mkdir -p "$OUT/wrk"
 rm -f "$OUT"/wrk/*.txt "$RESULTS" "$EXTRAS" "$RSS_TSV"
 say "building quotacache -O2 -g into $BUILD (log: $BUILD/make.log)"
@@ -110,6 +115,7 @@ cc -O2 -Wall -Wextra -o "$FLOORS" "$BENCH/floors.c" $(pkg-config --cflags --libs
 # a fresh database each run: the same table sizes every time
 if [[ -d $VAR ]]; then
 	bash "$ROOT/scripts/lighttpd.sh" stop "$VAR" >/dev/null 2>&1 || true
+	bash "$BENCH/portkey.sh" stop "$VAR" >/dev/null 2>&1 || true
 	bash "$ROOT/scripts/mock.sh" stop "$VAR" >/dev/null 2>&1 || true
 	bash "$ROOT/scripts/mariadb.sh" stop "$VAR" >/dev/null 2>&1 || true
 	rm -rf "$VAR"
@@ -184,13 +190,19 @@ RESERVE_KEY_FIRST=$(head -n 1 "$RESERVE_KEYS")
 declare -A RC_USERS=([reserve_commit]='reserve-%@bench.invalid' [reserve_commit_1user]='reserve1@bench.invalid')
 
 # ---------------------------------------------------------------- servers
-SERVE_BIN=
+SERVE_BIN='' SERVE_KIND=''
 # serve KIND: start lighttpd with WORKERS workers of KIND on a free port and
-# set BASE. KIND is "qc" (quotacache) or "floor:MODE" (bench/floors.c).
+# set BASE. KIND is "qc" (quotacache) or "floor:MODE" (bench/floors.c), or
+# "portkey": the Portkey gateway (bench/portkey.sh: one node process on
+# 127.0.0.1, no lighttpd).
 serve() {
 	local port
 	port=$(free_port)
+	SERVE_KIND=$1
 	case $1 in
+	portkey)
+		SERVE_BIN=
+		bash "$BENCH/portkey.sh" start "$VAR" "$port" ;;
 	qc)
 		SERVE_BIN=$QC_WORKER
 		bash "$ROOT/scripts/lighttpd.sh" start "$VAR" "$port" "$WORKERS" "$QC_WORKER" \
@@ -205,7 +217,10 @@ serve() {
 	esac
 	BASE=http://127.0.0.1:$port
 }
-unserve() { bash "$ROOT/scripts/lighttpd.sh" stop "$VAR" >/dev/null; }
+unserve() {
+	if [[ $SERVE_KIND == portkey ]]; then bash "$BENCH/portkey.sh" stop "$VAR"
+	else bash "$ROOT/scripts/lighttpd.sh" stop "$VAR" >/dev/null; fi
+}
 
 # expect_status CODE METHOD PATH [curl args...]: one request; prints the body
 expect_status() {
@@ -301,16 +316,22 @@ mock_calls() {   # completions the mock answered so far
 extra() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$EXTRAS"; }
 
 # probe_start / probe_end NAME: CPU share (% of one core) of the workers,
-# lighttpd, mariadbd and the mock over the measurement; Innodb_deadlocks and
-# the mock's completions during it. P_*: pids, one a word (none: empty)
+# lighttpd (or, for SERVE_KIND portkey, of the node process instead), mariadbd
+# and the mock over the measurement; Innodb_deadlocks and the mock's
+# completions during it. P_*: pids, one a word (none: empty)
 # shellcheck disable=SC2086
 probe_start() {
-	P_WORKERS=$(pids_of_exe "$SERVE_BIN" | tr '\n' ' ')
-	P_LIGHTTPD=$(pid_file "$VAR/lighttpd/lighttpd.pid" || true)
+	P_WORKERS='' P_LIGHTTPD='' P_NODE=''
+	if [[ $SERVE_KIND == portkey ]]; then
+		P_NODE=$(pid_file "$VAR/portkey/portkey.pid" || true)
+	else
+		P_WORKERS=$(pids_of_exe "$SERVE_BIN" | tr '\n' ' ')
+		P_LIGHTTPD=$(pid_file "$VAR/lighttpd/lighttpd.pid" || true)
+	fi
 	P_MYSQLD=$(pid_file "$VAR/mariadb/mariadbd.pid" || true)
 	P_MOCK=$(pid_file "$VAR/mock/mock.pid" || true)
 	T_WORKERS=$(ticks $P_WORKERS)
-	T_LIGHTTPD=$(ticks $P_LIGHTTPD) T_MYSQLD=$(ticks $P_MYSQLD) T_MOCK=$(ticks $P_MOCK)
+	T_LIGHTTPD=$(ticks $P_LIGHTTPD) T_MYSQLD=$(ticks $P_MYSQLD) T_MOCK=$(ticks $P_MOCK) T_NODE=$(ticks $P_NODE)
 	D_START=$(deadlocks) M_START=$(mock_calls)
 	T0=$(now_ns)
 }
@@ -319,8 +340,12 @@ probe_end() {
 	local name=$1 wall t
 	wall=$(($(now_ns) - T0))
 	pct() { awk -v d="$1" -v hz="$CLK_TCK" -v ns="$wall" 'BEGIN { printf "%.1f", d / hz / (ns / 1e9) * 100 }'; }
-	t=$(ticks $P_WORKERS); extra "$name" cpu_workers_pct "$(pct $((t - T_WORKERS)))"
-	t=$(ticks $P_LIGHTTPD); extra "$name" cpu_lighttpd_pct "$(pct $((t - T_LIGHTTPD)))"
+	if [[ $SERVE_KIND == portkey ]]; then
+		t=$(ticks $P_NODE); extra "$name" cpu_node_pct "$(pct $((t - T_NODE)))"
+	else
+		t=$(ticks $P_WORKERS); extra "$name" cpu_workers_pct "$(pct $((t - T_WORKERS)))"
+		t=$(ticks $P_LIGHTTPD); extra "$name" cpu_lighttpd_pct "$(pct $((t - T_LIGHTTPD)))"
+	fi
 	t=$(ticks $P_MYSQLD); extra "$name" cpu_mariadbd_pct "$(pct $((t - T_MYSQLD)))"
 	t=$(ticks $P_MOCK); extra "$name" cpu_mock_pct "$(pct $((t - T_MOCK)))"
 	extra "$name" innodb_deadlocks "$(($(deadlocks) - D_START))"
@@ -356,8 +381,8 @@ wrk_non2xx() { awk '/Non-2xx or 3xx responses:/ { n = $NF } END { print n + 0 }'
 wrk_sockerr() { awk -F'[ ,]+' '/Socket errors:/ { n = $5 + $7 + $9 + $11 } END { print n + 0 }' "$1"; }
 wrk_note() { sed -n 's/^bench-note: //p' "$1" | head -n 1; }
 
-# measure NAME URL [wrk args...]: start the server named by $SERVER ("qc" or
-# "floor:MODE"), warm up, run wrk, record one row of $RESULTS, stop the server.
+# measure NAME URL [wrk args...]: start the server named by $SERVER ("qc",
+# "floor:MODE" or "portkey"), warm up, run wrk, record one row of $RESULTS, stop the server.
 # URL is a path (/api/...) on that server. Extra wrk args go before the URL;
 # arguments for a Lua script go after "--" (as in: ... -s x.lua -- KEY).
 # Optional: URL_LABEL (shown instead of the path); BEFORE_WARMUP, AFTER_WARMUP,
@@ -369,7 +394,7 @@ measure() {
 	for a in "$@"; do
 		if ((seen)); then post+=("$a"); elif [[ $a == -- ]]; then seen=1; else pre+=("$a"); fi
 	done
-	serve "${SERVER:?measure needs SERVER=qc or SERVER=floor:MODE}"
+	serve "${SERVER:?measure needs SERVER=qc, SERVER=floor:MODE or SERVER=portkey}"
 	raw=$OUT/wrk/$name.txt
 	say "$name: ${SERVER} $path — warm-up ${WARMUP}s, then ${DURATION}s"
 	[[ -z ${BEFORE_WARMUP:-} ]] || "$BEFORE_WARMUP" "$name"
@@ -470,6 +495,33 @@ if want generate_miss; then
 	SERVER=qc URL_LABEL="POST /api/v1/generate (unique prompts, 0 ms mock)" \
 		measure generate_miss /api/v1/generate -s "$BENCH/generate.lua" -- "$GENMISS_KEY" miss session
 fi
+
+# --- the Node comparison (SPEC §8: generate_miss >= 3x a Node gateway, Portkey
+# OSS, on the same mock): OpenAI chat completions through the Portkey gateway
+# to the mock, a new prompt each request (bench/portkey.lua). Before the
+# warm-up one request by curl must come back 200 with the mock's echo and
+# raise the mock's completion counter by exactly one.
+pk_smoke() {
+	local c0 c1 out
+	c0=$(mock_calls)
+	out=$(curl -sS -m 10 -w '\n%{http_code}' "$BASE/v1/chat/completions" -H "$JSON" \
+		-H 'x-portkey-provider: openai' -H "x-portkey-custom-host: http://127.0.0.1:$MOCKPORT/v1" \
+		-H 'Authorization: Bearer sk-mock' \
+		-d '{"model":"mock-model","messages":[{"role":"user","content":"bench portkey smoke"}]}') ||
+		die "portkey: curl failed"
+	[[ ${out##*$'\n'} == 200 && $out == *'"echo: bench portkey smoke"'* ]] ||
+		die "portkey: the smoke request answered: $out"
+	c1=$(mock_calls)
+	((c1 == c0 + 1)) || die "portkey: the mock's completions went $c0 -> $c1, expected +1"
+	say "portkey_miss: smoke request 200 through the gateway, mock completions $c0 -> $c1"
+}
+if want portkey_miss; then
+	SERVER=portkey BEFORE_WARMUP=pk_smoke \
+		URL_LABEL="POST /v1/chat/completions via Portkey $(node -e 'process.stdout.write(require(process.argv[1]).version)' \
+			"$OUT/portkey/node_modules/@portkey-ai/gateway/package.json") (unique prompts, 0 ms mock)" \
+		measure portkey_miss /v1/chat/completions -s "$BENCH/portkey.lua" -- "http://127.0.0.1:$MOCKPORT/v1"
+fi
+check generate_miss portkey_miss 3
 
 # --- more subjects go here. Pattern (add the name to SUBJECTS above too):
 #   if want NAME; then SERVER=qc measure NAME /api/v1/PATH [wrk args: -H ..., -s script.lua -- args]; fi
