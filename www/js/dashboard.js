@@ -181,17 +181,11 @@
 
   /* ---- the usage query (from / to inputs) --------------------------------- */
 
-  function addDay(ymd) {
-    var d = new Date(ymd + 'T00:00:00Z');
-    d.setUTCDate(d.getUTCDate() + 1);
-    return d.toISOString().slice(0, 10);
-  }
-
-  /* The "to" date is inclusive for people, exclusive for the API. */
+  /* A date-only "to" covers that whole day, for people and for the API. */
   function usagePath() {
     var q = [], from = $('usage-from').value, to = $('usage-to').value, scope = $('usage-scope').value;
     if (from) q.push('from=' + encodeURIComponent(from));
-    if (to) q.push('to=' + encodeURIComponent(addDay(to)));
+    if (to) q.push('to=' + encodeURIComponent(to));
     if (scope && state.me && state.me.role === 'admin') q.push('user_id=' + encodeURIComponent(scope));
     return '/api/v1/usage' + (q.length ? '?' + q.join('&') : '');
   }
