@@ -173,6 +173,7 @@ enum qc_err orch_generate(struct db *db, struct upstream *up, const struct confi
 			  const struct gen_request *in, struct gen_result *r)
 {
 	long long t0 = mono_ms(), saved_t = 0, saved_m = 0, min;
+	long long hold_s = cfg->upstream_timeout_ms / 1000 + 5;   /* a dead leader's row lapses */
 	double up_secs = 0;
 	const char *model = in->model ? in->model : cfg->upstream_model;
 	const char *key = in->cache_key;
@@ -231,10 +232,23 @@ enum qc_err orch_generate(struct db *db, struct upstream *up, const struct confi
 			       cache_parse_micro(cfg->cache_saving_system));
 	}
 
-	/* 3. quota: the estimate covers the system prompt too */
+	/* 3. quota, and for cacheable plans the single-flight row of this
+	 * (user, tier, key) taken in the same transaction */
 	min = quota_prompt_min(in->prompt, in->prompt_len, in->max_tokens) +
 	      (sys.value ? chars(sys.value, sys.value_len) / 4 : 0);
-	rc = quota_reserve(db, user->id, in->task, min, now, cfg->reservation_ttl, rid, &exp, &r->quota);
+	if (caches) {
+		char buf[400];
+		int n = snprintf(buf, sizeof buf, "%lld|%s|", user->id, cache_tier_name(in->tier));
+		memcpy(buf + n, key, klen);
+		qc_sha256_hex(buf, (size_t)n + klen, fkey);
+		if (qc_random_hex(owner, 16) < 0) {
+			rc = QC_EIO;
+			goto out;
+		}
+	}
+	rc = quota_reserve_flight(db, user->id, in->task, min, now, cfg->reservation_ttl,
+				  caches ? fkey : NULL, caches ? owner : NULL, hold_s, rid, &exp,
+				  &r->quota, &leading);
 	if (rc == QC_EQUOTA) {
 		r->latency_ms = mono_ms() - t0;
 		event(user, in, r, "quota", 0, 0, now);
@@ -243,46 +257,12 @@ enum qc_err orch_generate(struct db *db, struct upstream *up, const struct confi
 	if (rc != QC_OK)
 		goto out;
 
-	/* 4. single flight among identical misses (cacheable plans only) */
-	if (caches) {
-		char buf[400];
+	/* 4. an identical miss is already calling the upstream: wait for its
+	 * cache entry (bounded); if its leader gives up, try to lead */
+	if (caches && !leading) {
 		long long wait_until = mono_ms() + cfg->upstream_timeout_ms + 2000;
-		int n = snprintf(buf, sizeof buf, "%lld|%s|", user->id, cache_tier_name(in->tier));
-		memcpy(buf + n, key, klen);
-		qc_sha256_hex(buf, (size_t)n + klen, fkey);
-		if (qc_random_hex(owner, 16) < 0) {
-			rc = QC_EIO;
-			goto release;
-		}
 		for (;;) {
-			int got = flight_acquire(db, fkey, owner, time(NULL),
-						 cfg->upstream_timeout_ms / 1000 + 5);
-			if (got < 0) {
-				rc = QC_EDBDOWN;
-				goto release;
-			}
-			if (got) {
-				leading = 1;
-				break;
-			}
-			/* someone else is calling the upstream: wait for the entry */
-			while (mono_ms() < wait_until) {
-				struct timespec ts = { 0, POLL_MS * 1000000L };
-				nanosleep(&ts, NULL);
-				rc = cache_get(db, user->id, in->tier, key, klen, now, &e);
-				if (rc == QC_OK) {
-					settle(db, user->id, rid, -1, now);
-					rid[0] = 0;
-					serve_hit(&e, r, &saved_t, &saved_m);
-					r->latency_ms = mono_ms() - t0;
-					event(user, in, r, "cached", saved_t, saved_m, now);
-					goto out;
-				}
-				if (rc != QC_ENOTFOUND)
-					goto release;
-				if (flight_exists(db, fkey) == 0)
-					break;   /* the leader gave up: try to lead */
-			}
+			struct timespec ts = { 0, POLL_MS * 1000000L };
 			if (mono_ms() >= wait_until) {
 				snprintf(r->error, sizeof r->error,
 					 "an identical request is still running; gave up waiting for it");
@@ -290,6 +270,29 @@ enum qc_err orch_generate(struct db *db, struct upstream *up, const struct confi
 				r->latency_ms = mono_ms() - t0;
 				event(user, in, r, "timeout", 0, 0, now);
 				goto release;
+			}
+			nanosleep(&ts, NULL);
+			rc = cache_get(db, user->id, in->tier, key, klen, now, &e);
+			if (rc == QC_OK) {
+				settle(db, user->id, rid, -1, now);
+				rid[0] = 0;
+				serve_hit(&e, r, &saved_t, &saved_m);
+				r->latency_ms = mono_ms() - t0;
+				event(user, in, r, "cached", saved_t, saved_m, now);
+				goto out;
+			}
+			if (rc != QC_ENOTFOUND)
+				goto release;
+			if (flight_exists(db, fkey) == 0) {
+				int got = flight_acquire(db, fkey, owner, time(NULL), hold_s);
+				if (got < 0) {
+					rc = QC_EDBDOWN;
+					goto release;
+				}
+				if (got) {
+					leading = 1;
+					break;
+				}
 			}
 		}
 	}
@@ -355,7 +358,17 @@ enum qc_err orch_generate(struct db *db, struct upstream *up, const struct confi
 		else if (po == CACHE_FULL)
 			log_info("orch", "user %lld cache is full; answer not stored", user->id);
 	}
-	settle(db, user->id, rid, r->prompt_tokens + r->completion_tokens, now);
+	/* bill, and let the waiters of a flight go, in one transaction */
+	{
+		char state[16];
+		rc = quota_settle_flight(db, user->id, rid, r->prompt_tokens + r->completion_tokens, now,
+					 leading ? fkey : NULL, leading ? owner : NULL, state, NULL);
+		if (rc == QC_OK)
+			leading = 0;
+		else
+			log_warn("orch", "billing failed (%s, %s); the reservation expires by itself",
+				 qc_strerror(rc), state);
+	}
 	rid[0] = 0;
 	r->content = ur.content;
 	r->content_len = ur.content_len;

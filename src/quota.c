@@ -232,8 +232,8 @@ static const char SQL_STATUS_EST[] = STATUS_HEAD
 	" GREATEST(COALESCE((SELECT tokens FROM task_estimates WHERE task = ?),"
 	"   (SELECT tokens FROM task_estimates WHERE task = 'default'), 1500), ?)" STATUS_TAIL;
 static const char SQL_EXPIRE_USER[] = "CALL qc_expire_user(?, ?)";
-static const char SQL_RESERVE[] = "CALL qc_reserve(?, ?, ?, ?, ?, ?, ?, ?, ?)";
-static const char SQL_SETTLE[] = "CALL qc_settle(?, ?, ?, ?)";
+static const char SQL_RESERVE[] = "CALL qc_reserve(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+static const char SQL_SETTLE[] = "CALL qc_settle(?, ?, ?, ?, ?, ?)";
 static const char SQL_USER_PLAN[] = "SELECT plan FROM users WHERE id = ?";
 static const char SQL_OVR_SET[] =
 	"INSERT INTO quota_overrides (user_id, tokens_per_day, tokens_per_month, calls_per_hour,"
@@ -321,14 +321,24 @@ enum qc_err quota_reserve(struct db *db, long long user, const char *task,
 			  long long min, time_t now, long long ttl,
 			  char id[QUOTA_ID_LEN + 1], time_t *expires, struct quota_status *st)
 {
+	return quota_reserve_flight(db, user, task, min, now, ttl, NULL, NULL, 0, id, expires, st, NULL);
+}
+
+enum qc_err quota_reserve_flight(struct db *db, long long user, const char *task,
+				 long long min, time_t now, long long ttl, const char *flight,
+				 const char *owner, long long hold_s, char id[QUOTA_ID_LEN + 1],
+				 time_t *expires, struct quota_status *st, int *leader)
+{
 	time_t day = quota_window_start(QUOTA_DAY, now), month = quota_window_start(QUOTA_MONTH, now);
 	time_t hour = quota_window_start(QUOTA_HOUR, now);
 	struct db_rows *r = NULL;
-	struct db_val p[9];
+	struct db_val p[12];
 	enum qc_err rc;
 	const char *outcome;
 
 	memset(st, 0, sizeof *st);
+	if (leader)
+		*leader = 0;
 	if (qc_random_hex(id, QUOTA_ID_LEN / 2) < 0)
 		return QC_EIO;   /* no entropy: never hand out guessable ids */
 	*expires = now + ttl;
@@ -341,9 +351,12 @@ enum qc_err quota_reserve(struct db *db, long long user, const char *task,
 	p[6] = DB_INT(month);
 	p[7] = DB_INT(hour);
 	p[8] = DB_INT(*expires);
-	if ((rc = db_query(db, SQL_RESERVE, p, 9, &r)) != QC_OK)
+	p[9] = flight ? DB_STR(flight) : DB_NULLV;
+	p[10] = owner ? DB_STR(owner) : DB_NULLV;
+	p[11] = DB_INT(hold_s);
+	if ((rc = db_query(db, SQL_RESERVE, p, 12, &r)) != QC_OK)
 		return rc;
-	if (r->nrows != 1 || r->ncols != 14) {
+	if (r->nrows != 1 || r->ncols != 15) {
 		db_rows_free(r);
 		return QC_EDB;
 	}
@@ -366,6 +379,8 @@ enum qc_err quota_reserve(struct db *db, long long user, const char *task,
 	quota_overall(st);
 	rc = strcmp(outcome, "ok") == 0 ? QC_OK : QC_EQUOTA;
 	snprintf(st->plan, sizeof st->plan, "%s", db_cell(r, 0, 13));
+	if (leader)
+		*leader = db_cell_ll(r, 0, 14) == 1;
 	db_rows_free(r);
 	if (rc != QC_OK)
 		id[0] = 0;
@@ -375,8 +390,16 @@ enum qc_err quota_reserve(struct db *db, long long user, const char *task,
 enum qc_err quota_settle(struct db *db, long long user, const char *id, long long actual,
 			 time_t now, char *state, long long *estimate)
 {
-	struct db_val p[4] = { DB_STR(id), DB_INT(user),
-			       actual >= 0 ? DB_INT(actual) : DB_NULLV, DB_INT(now) };
+	return quota_settle_flight(db, user, id, actual, now, NULL, NULL, state, estimate);
+}
+
+enum qc_err quota_settle_flight(struct db *db, long long user, const char *id, long long actual,
+				time_t now, const char *flight, const char *owner, char *state,
+				long long *estimate)
+{
+	struct db_val p[6] = { DB_STR(id), DB_INT(user),
+			       actual >= 0 ? DB_INT(actual) : DB_NULLV, DB_INT(now),
+			       flight ? DB_STR(flight) : DB_NULLV, owner ? DB_STR(owner) : DB_NULLV };
 	struct db_rows *r = NULL;
 	enum qc_err rc;
 	const char *outcome;
@@ -384,7 +407,7 @@ enum qc_err quota_settle(struct db *db, long long user, const char *id, long lon
 	state[0] = 0;
 	if (!quota_id_ok(id, strlen(id)))
 		return QC_ENOTFOUND;
-	if ((rc = db_query(db, SQL_SETTLE, p, 4, &r)) != QC_OK)
+	if ((rc = db_query(db, SQL_SETTLE, p, 6, &r)) != QC_OK)
 		return rc;
 	if (r->nrows != 1) {
 		db_rows_free(r);

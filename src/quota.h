@@ -97,6 +97,16 @@ enum qc_err quota_reserve(struct db *db, long long user, const char *task,
 			  long long min, time_t now, long long ttl,
 			  char id[QUOTA_ID_LEN + 1], time_t *expires, struct quota_status *st);
 /*
+ * quota_reserve that also takes the single-flight row flight (64 hex) for
+ * owner (32 hex), held hold_s seconds, in the same transaction when the call
+ * is admitted: *leader gets 1 if owner holds it.  flight NULL: no flight.
+ */
+enum qc_err quota_reserve_flight(struct db *db, long long user, const char *task,
+				 long long min, time_t now, long long ttl, const char *flight,
+				 const char *owner, long long hold_s, char id[QUOTA_ID_LEN + 1],
+				 time_t *expires, struct quota_status *st, int *leader);
+
+/*
  * Commit (actual >= 0) or release (actual < 0) reservation id of user.
  * QC_ENOTFOUND (no such reservation of this user), QC_ECONFLICT (already
  * settled or expired: *state says which, at least 16 bytes).  *estimate may
@@ -104,6 +114,11 @@ enum qc_err quota_reserve(struct db *db, long long user, const char *task,
  */
 enum qc_err quota_settle(struct db *db, long long user, const char *id, long long actual,
 			 time_t now, char *state, long long *estimate);
+/* quota_settle that also drops flight row flight of owner in the same
+ * transaction when it settles (flight NULL: none). */
+enum qc_err quota_settle_flight(struct db *db, long long user, const char *id, long long actual,
+				time_t now, const char *flight, const char *owner, char *state,
+				long long *estimate);
 /* 1 if id has the shape of a reservation id. */
 int quota_id_ok(const char *id, size_t len);
 
