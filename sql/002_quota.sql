@@ -7,6 +7,19 @@
 -- exact under any number of workers and web nodes, and it holds on Galera:
 -- no GET_LOCK, no LOCK TABLES; a certification conflict (1213) aborts the
 -- whole transaction, which the client retries (src/db.c).
+--
+-- Lock order (measured with bench/run.sh; each rule removed deadlocks):
+--   1. every writer of a user's counters locks the user's day row first,
+--      alone, with a point lookup: it works as the user's queue (range scans
+--      over several rows promise no order);
+--   2. then the other counter rows, then reservation rows;
+--   3. counter rows are locked with SELECT ... FOR UPDATE and inserted only
+--      at a window's first use (INSERT IGNORE on an existing row takes a
+--      shared lock, and upgrading it deadlocks);
+--   4. expired reservations are looked for with a plain read first.
+-- CHAR parameters compared with ascii columns are declared ascii: a
+-- parameter in the database's utf8mb4 would convert the column and lose
+-- its index (a settle scanned the whole reservations table).
 -- Times are epoch seconds (UTC) passed in by the caller, so tests can set the
 -- clock.  Counter rows are keyed (user, window kind, window start) and kept
 -- for history; quotacachectl quota prune removes old ones.
@@ -67,7 +80,7 @@ CREATE TABLE IF NOT EXISTS quota_reservations (
 -- its estimate leaves `reserved` of its day and month windows, `p_actual`
 -- (NULL for release/expiry) goes to `used`.  The call stays counted.
 DROP PROCEDURE IF EXISTS qc_settle_locked;
-CREATE PROCEDURE qc_settle_locked(IN p_id CHAR(32), IN p_actual BIGINT,
+CREATE PROCEDURE qc_settle_locked(IN p_id CHAR(32) CHARACTER SET ascii, IN p_actual BIGINT,
                                   IN p_state VARCHAR(16), IN p_now BIGINT)
 BEGIN
   DECLARE v_user BIGINT UNSIGNED;
@@ -90,7 +103,7 @@ END;
 DROP PROCEDURE IF EXISTS qc_expire_user_locked;
 CREATE PROCEDURE qc_expire_user_locked(IN p_user BIGINT UNSIGNED, IN p_now BIGINT)
 BEGIN
-  DECLARE v_id CHAR(32) DEFAULT NULL;
+  DECLARE v_id CHAR(32) CHARACTER SET ascii DEFAULT NULL;
   DECLARE v_done INT DEFAULT 0;
   DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_done = 1;
   expire_loop: LOOP
@@ -103,86 +116,104 @@ BEGIN
   END LOOP;
 END;
 
--- Limits of a user at time p_now (override while active, else plan); NULL =
--- unlimited.  Returned through OUT parameters.
-DROP PROCEDURE IF EXISTS qc_limits;
-CREATE PROCEDURE qc_limits(IN p_user BIGINT UNSIGNED, IN p_now BIGINT,
-                           OUT o_day BIGINT, OUT o_month BIGINT, OUT o_hour BIGINT,
-                           OUT o_plan VARCHAR(32), OUT o_found INT)
+-- Settle one user's expired reservations in a transaction of its own (the
+-- status read calls it when it sees one; rare).
+DROP PROCEDURE IF EXISTS qc_expire_user;
+CREATE PROCEDURE qc_expire_user(IN p_user BIGINT UNSIGNED, IN p_now BIGINT)
 BEGIN
-  DECLARE CONTINUE HANDLER FOR NOT FOUND SET o_found = 0;
-  SET o_found = 1;
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+  SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
+  START TRANSACTION;
+  CALL qc_expire_user_locked(p_user, p_now);
+  COMMIT;
+END;
+
+-- Reserve: one transaction.  Locks the user's current counter rows, and
+-- only if no window would pass its limit adds the estimate to the day and
+-- month windows, one call to every window, and a reservation row.  With
+-- p_flight, the same transaction takes the single-flight row of an
+-- identical-miss group (004: qc_flight_take).  Answers one row:
+--   outcome ('ok'|'refused'|'nouser'), estimate,
+--   day used/reserved, month used/reserved, hour calls,
+--   day/month/hour limits, day/month/hour over flags, plan, leader (1/0,
+--   NULL without p_flight).
+DROP PROCEDURE IF EXISTS qc_reserve;
+CREATE PROCEDURE qc_reserve(IN p_id CHAR(32) CHARACTER SET ascii, IN p_user BIGINT UNSIGNED,
+    IN p_task VARCHAR(64), IN p_min BIGINT, IN p_now BIGINT, IN p_day BIGINT,
+    IN p_month BIGINT, IN p_hour BIGINT, IN p_expires BIGINT,
+    IN p_flight CHAR(64) CHARACTER SET ascii, IN p_owner CHAR(32) CHARACTER SET ascii, IN p_hold BIGINT)
+BEGIN
+  DECLARE v_est, l_day, l_month, l_hour BIGINT;
+  DECLARE v_plan VARCHAR(32) DEFAULT NULL;
+  DECLARE v_rows, v_stale BIGINT DEFAULT 0;
+  DECLARE d_used, d_res, m_used, m_res, h_calls BIGINT DEFAULT 0;
+  DECLARE d_over, m_over, h_over INT DEFAULT 0;
+  DECLARE v_done INT DEFAULT 0;
+  DECLARE v_lead INT DEFAULT NULL;
+  DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_done = 1;
+  BEGIN
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+
+  START TRANSACTION;
   SELECT IF(o.tokens_per_day IS NULL, p.tokens_per_day, NULLIF(o.tokens_per_day, -1)),
          IF(o.tokens_per_month IS NULL, p.tokens_per_month, NULLIF(o.tokens_per_month, -1)),
          IF(o.calls_per_hour IS NULL, p.calls_per_hour, NULLIF(o.calls_per_hour, -1)),
-         u.plan
-    INTO o_day, o_month, o_hour, o_plan
+         u.plan,
+         GREATEST(COALESCE((SELECT tokens FROM task_estimates WHERE task = p_task),
+                           (SELECT tokens FROM task_estimates WHERE task = 'default'), 1500),
+                  COALESCE(p_min, 0))
+    INTO l_day, l_month, l_hour, v_plan, v_est
     FROM users u JOIN plans p ON p.name = u.plan
-    LEFT JOIN quota_overrides o ON o.user_id = u.id
-         AND (o.expires_at IS NULL OR o.expires_at > p_now)
+    LEFT JOIN quota_overrides o ON o.user_id = u.id AND (o.expires_at IS NULL OR o.expires_at > p_now)
    WHERE u.id = p_user;
-END;
-
--- The estimate of a task: its table value (or 'default'), at least p_min.
-DROP FUNCTION IF EXISTS qc_estimate;
-CREATE FUNCTION qc_estimate(p_task VARCHAR(64), p_min BIGINT) RETURNS BIGINT
-  READS SQL DATA
-BEGIN
-  DECLARE v BIGINT;
-  SELECT COALESCE((SELECT tokens FROM task_estimates WHERE task = p_task),
-                  (SELECT tokens FROM task_estimates WHERE task = 'default'), 1500)
-    INTO v;
-  RETURN GREATEST(v, COALESCE(p_min, 0));
-END;
-
--- Reserve: one transaction.  Adds the estimate to the day and month windows
--- and one call to every window, then admits only if no window is over its
--- limit; otherwise rolls back.  Answers one row:
---   outcome ('ok'|'refused'|'nouser'), estimate,
---   day used/reserved, month used/reserved, hour calls,
---   day/month/hour limits, day/month/hour over flags, plan.
-DROP PROCEDURE IF EXISTS qc_reserve;
-CREATE PROCEDURE qc_reserve(IN p_id CHAR(32), IN p_user BIGINT UNSIGNED,
-    IN p_task VARCHAR(64), IN p_min BIGINT, IN p_now BIGINT, IN p_day BIGINT,
-    IN p_month BIGINT, IN p_hour BIGINT, IN p_expires BIGINT)
-BEGIN
-  DECLARE v_est, l_day, l_month, l_hour BIGINT;
-  DECLARE v_found INT;
-  DECLARE v_plan VARCHAR(32);
-  DECLARE d_used, d_res, m_used, m_res, h_calls BIGINT DEFAULT 0;
-  DECLARE d_over, m_over, h_over INT DEFAULT 0;
-  DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
-
-  SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
-  START TRANSACTION;
-  CALL qc_limits(p_user, p_now, l_day, l_month, l_hour, v_plan, v_found);
-  IF v_found = 0 THEN
+  IF v_done = 1 THEN
     ROLLBACK;
-    SELECT 'nouser', 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, '';
+    SELECT 'nouser', 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, '', NULL;
   ELSE
-    SET v_est = qc_estimate(p_task, p_min);
-    INSERT IGNORE INTO quota_counters (user_id, window_kind, window_start)
-      VALUES (p_user, 'day', p_day), (p_user, 'month', p_month), (p_user, 'hour', p_hour);
-    -- lock this user's three current rows (always in the same order)
-    SELECT used, reserved INTO d_used, d_res FROM quota_counters
+    -- the day row first, alone: every transaction that writes this user's
+    -- counters takes it before anything else, so they queue, never cross
+    SELECT COUNT(*) INTO v_rows FROM quota_counters
      WHERE user_id = p_user AND window_kind = 'day' AND window_start = p_day FOR UPDATE;
-    SELECT used, reserved INTO m_used, m_res FROM quota_counters
-     WHERE user_id = p_user AND window_kind = 'month' AND window_start = p_month FOR UPDATE;
-    SELECT calls INTO h_calls FROM quota_counters
-     WHERE user_id = p_user AND window_kind = 'hour' AND window_start = p_hour FOR UPDATE;
-    -- give back what expired reservations held, then re-read
-    CALL qc_expire_user_locked(p_user, p_now);
-    SELECT used, reserved INTO d_used, d_res FROM quota_counters
-     WHERE user_id = p_user AND window_kind = 'day' AND window_start = p_day;
-    SELECT used, reserved INTO m_used, m_res FROM quota_counters
-     WHERE user_id = p_user AND window_kind = 'month' AND window_start = p_month;
+    -- this user's three current rows, locked in primary-key order
+    SELECT COUNT(*), SUM(IF(window_kind = 'day', used, 0)), SUM(IF(window_kind = 'day', reserved, 0)),
+           SUM(IF(window_kind = 'month', used, 0)), SUM(IF(window_kind = 'month', reserved, 0)),
+           SUM(IF(window_kind = 'hour', calls, 0))
+      INTO v_rows, d_used, d_res, m_used, m_res, h_calls
+      FROM quota_counters
+     WHERE user_id = p_user AND ((window_kind = 'day' AND window_start = p_day)
+        OR (window_kind = 'month' AND window_start = p_month)
+        OR (window_kind = 'hour' AND window_start = p_hour)) FOR UPDATE;
+    IF v_rows < 3 THEN   -- a window's first use
+      INSERT IGNORE INTO quota_counters (user_id, window_kind, window_start)
+        VALUES (p_user, 'day', p_day), (p_user, 'month', p_month), (p_user, 'hour', p_hour);
+      SELECT SUM(IF(window_kind = 'day', used, 0)), SUM(IF(window_kind = 'day', reserved, 0)),
+             SUM(IF(window_kind = 'month', used, 0)), SUM(IF(window_kind = 'month', reserved, 0)),
+             SUM(IF(window_kind = 'hour', calls, 0))
+        INTO d_used, d_res, m_used, m_res, h_calls
+        FROM quota_counters
+       WHERE user_id = p_user AND ((window_kind = 'day' AND window_start = p_day)
+          OR (window_kind = 'month' AND window_start = p_month)
+          OR (window_kind = 'hour' AND window_start = p_hour)) FOR UPDATE;
+    END IF;
+    -- stale reservations give their tokens back (rare: a plain read first)
+    SELECT COUNT(*) INTO v_stale FROM quota_reservations
+     WHERE user_id = p_user AND state = 'active' AND expires_at <= p_now;
+    IF v_stale > 0 THEN
+      CALL qc_expire_user_locked(p_user, p_now);
+      SELECT SUM(IF(window_kind = 'day', used, 0)), SUM(IF(window_kind = 'day', reserved, 0)),
+             SUM(IF(window_kind = 'month', used, 0)), SUM(IF(window_kind = 'month', reserved, 0))
+        INTO d_used, d_res, m_used, m_res
+        FROM quota_counters
+       WHERE user_id = p_user AND ((window_kind = 'day' AND window_start = p_day)
+          OR (window_kind = 'month' AND window_start = p_month));
+    END IF;
     SET d_over = l_day IS NOT NULL AND d_used + d_res + v_est > l_day;
     SET m_over = l_month IS NOT NULL AND m_used + m_res + v_est > l_month;
     SET h_over = l_hour IS NOT NULL AND h_calls + 1 > l_hour;
     IF d_over OR m_over OR h_over THEN
       COMMIT;   -- keeps only the expiry of stale reservations
       SELECT 'refused', v_est, d_used, d_res, m_used, m_res, h_calls,
-             l_day, l_month, l_hour, d_over, m_over, h_over, v_plan;
+             l_day, l_month, l_hour, d_over, m_over, h_over, v_plan, NULL;
     ELSE
       UPDATE quota_counters
          SET reserved = reserved + IF(window_kind = 'hour', 0, v_est), calls = calls + 1
@@ -193,46 +224,74 @@ BEGIN
       INSERT INTO quota_reservations (id, user_id, task, estimate, day_start, month_start,
                                       hour_start, created_at, expires_at)
         VALUES (p_id, p_user, p_task, v_est, p_day, p_month, p_hour, p_now, p_expires);
+      IF p_flight IS NOT NULL THEN
+        CALL qc_flight_take(p_flight, p_owner, p_now, p_hold, v_lead);
+      END IF;
       COMMIT;
       SELECT 'ok', v_est, d_used, d_res + v_est, m_used, m_res + v_est, h_calls + 1,
-             l_day, l_month, l_hour, 0, 0, 0, v_plan;
+             l_day, l_month, l_hour, 0, 0, 0, v_plan, v_lead;
     END IF;
   END IF;
+  END;
 END;
 
--- Commit (p_actual >= 0) or release (p_actual NULL) a reservation of p_user.
--- Answers one row: outcome ('ok'|'notfound'|'committed'|'released'|'expired'),
--- estimate, actual.  Another user's reservation is 'notfound'.
+-- Commit (p_actual >= 0) or release (p_actual NULL) a reservation of p_user;
+-- past its expiry it is settled as expired.  With p_flight, the same
+-- transaction drops the caller's single-flight row.  Answers one row:
+-- outcome ('ok'|'notfound'|'committed'|'released'|'expired'), estimate,
+-- actual.  Another user's reservation is 'notfound'.
 DROP PROCEDURE IF EXISTS qc_settle;
-CREATE PROCEDURE qc_settle(IN p_id CHAR(32), IN p_user BIGINT UNSIGNED,
-                           IN p_actual BIGINT, IN p_now BIGINT)
+CREATE PROCEDURE qc_settle(IN p_id CHAR(32) CHARACTER SET ascii, IN p_user BIGINT UNSIGNED,
+                           IN p_actual BIGINT, IN p_now BIGINT,
+                           IN p_flight CHAR(64) CHARACTER SET ascii, IN p_owner CHAR(32) CHARACTER SET ascii)
 BEGIN
   DECLARE v_state VARCHAR(16) DEFAULT NULL;
-  DECLARE v_est BIGINT DEFAULT 0;
+  DECLARE v_est, v_day, v_month BIGINT DEFAULT 0;
   DECLARE v_expires BIGINT;
+  DECLARE v_actual BIGINT;
+  DECLARE v_locked BIGINT DEFAULT 0;
   DECLARE v_done INT DEFAULT 0;
   DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_done = 1;
   BEGIN
     DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
-    SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
     START TRANSACTION;
-    SELECT state, estimate, expires_at INTO v_state, v_est, v_expires
-      FROM quota_reservations WHERE id = p_id AND user_id = p_user FOR UPDATE;
+    -- which windows: a plain read; then the locks in reserve's order,
+    -- counter rows first, the reservation second, and a locking re-read
+    SELECT day_start, month_start INTO v_day, v_month
+      FROM quota_reservations WHERE id = p_id AND user_id = p_user;
+    IF v_done = 0 THEN
+      SELECT COUNT(*) INTO v_locked FROM quota_counters
+       WHERE user_id = p_user AND window_kind = 'day' AND window_start = v_day FOR UPDATE;
+      SELECT COUNT(*) INTO v_locked FROM quota_counters
+       WHERE user_id = p_user AND window_kind = 'month' AND window_start = v_month FOR UPDATE;
+      SELECT state, estimate, expires_at INTO v_state, v_est, v_expires
+        FROM quota_reservations WHERE id = p_id AND user_id = p_user FOR UPDATE;
+    END IF;
     IF v_done = 1 THEN
       ROLLBACK;
       SELECT 'notfound', 0, NULL;
     ELSEIF v_state <> 'active' THEN
       ROLLBACK;
       SELECT v_state, v_est, NULL;
-    ELSEIF v_expires <= p_now THEN
-      CALL qc_settle_locked(p_id, NULL, 'expired', p_now);
-      COMMIT;
-      SELECT 'expired', v_est, NULL;
     ELSE
-      CALL qc_settle_locked(p_id, p_actual,
-                            IF(p_actual IS NULL, 'released', 'committed'), p_now);
+      -- past its expiry it is settled as expired whatever was asked
+      SET v_actual = IF(v_expires <= p_now, NULL, p_actual);
+      UPDATE quota_counters
+         SET reserved = reserved - v_est,
+             used = used + COALESCE(v_actual, 0),
+             overruns = overruns + IF(COALESCE(v_actual, 0) > v_est, 1, 0)
+       WHERE user_id = p_user
+         AND ((window_kind = 'day' AND window_start = v_day)
+           OR (window_kind = 'month' AND window_start = v_month));
+      UPDATE quota_reservations
+         SET state = IF(v_expires <= p_now, 'expired', IF(v_actual IS NULL, 'released', 'committed')),
+             actual = v_actual, settled_at = p_now
+       WHERE id = p_id;
+      IF p_flight IS NOT NULL THEN
+        DELETE FROM generate_flights WHERE flight_key = p_flight AND owner = p_owner;
+      END IF;
       COMMIT;
-      SELECT 'ok', v_est, p_actual;
+      SELECT IF(v_expires <= p_now, 'expired', 'ok'), v_est, v_actual;
     END IF;
   END;
 END;

@@ -5,6 +5,9 @@
 -- DATETIMEs (each connection runs with time_zone '+00:00'); callers pass the
 -- clock in so tests can set it.  cache_usage keeps each user's stored bytes
 -- so the per-user cap is checked in the same transaction as the write.
+-- Every writer locks the user's cache_usage row first (SELECT ... FOR
+-- UPDATE, inserted only when missing: an INSERT IGNORE on an existing row
+-- takes a shared lock whose upgrade deadlocked concurrent writers).
 
 CREATE TABLE IF NOT EXISTS ai_cache (
   id               BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -46,6 +49,20 @@ CREATE TABLE IF NOT EXISTS cache_stats (
   KEY idx_cache_stats_user (user_id, bucket)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- Lock (or create) a user's cache_usage row.
+DROP PROCEDURE IF EXISTS qc_lock_usage;
+CREATE PROCEDURE qc_lock_usage(IN p_user BIGINT UNSIGNED, OUT o_bytes BIGINT, OUT o_entries BIGINT)
+BEGIN
+  DECLARE v_found INT DEFAULT 1;
+  DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_found = 0;
+  SELECT bytes, entries INTO o_bytes, o_entries FROM cache_usage WHERE user_id = p_user FOR UPDATE;
+  IF v_found = 0 THEN
+    INSERT IGNORE INTO cache_usage (user_id) VALUES (p_user);
+    SET v_found = 1;
+    SELECT bytes, entries INTO o_bytes, o_entries FROM cache_usage WHERE user_id = p_user FOR UPDATE;
+  END IF;
+END;
+
 -- Store an entry.  p_ttl: seconds asked by the caller (NULL = the plan's);
 -- a caller can only shorten the plan TTL.  The system tier (user 0) keeps
 -- p_ttl or never expires.  Answers one row: outcome ('stored'|'plan'|'full'),
@@ -77,12 +94,13 @@ BEGIN
     IF v_ttl IS NOT NULL THEN SET v_exp = FROM_UNIXTIME(p_now + v_ttl); END IF;
     SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
     START TRANSACTION;
-    INSERT IGNORE INTO cache_usage (user_id) VALUES (p_user);
-    SELECT bytes, entries INTO v_bytes, v_entries FROM cache_usage WHERE user_id = p_user FOR UPDATE;
-    -- expired entries of this user leave first (their bytes come back)
-    SELECT COALESCE(SUM(size_bytes), 0), COUNT(*) INTO v_gone, v_gone_n FROM ai_cache
-     WHERE user_id = p_user AND expires_at <= FROM_UNIXTIME(p_now) FOR UPDATE;
+    CALL qc_lock_usage(p_user, v_bytes, v_entries);
+    -- expired entries of this user leave first (a plain read decides)
+    SELECT COUNT(*) INTO v_gone_n FROM ai_cache
+     WHERE user_id = p_user AND expires_at <= FROM_UNIXTIME(p_now);
     IF v_gone_n > 0 THEN
+      SELECT COALESCE(SUM(size_bytes), 0), COUNT(*) INTO v_gone, v_gone_n FROM ai_cache
+       WHERE user_id = p_user AND expires_at <= FROM_UNIXTIME(p_now) FOR UPDATE;
       DELETE FROM ai_cache WHERE user_id = p_user AND expires_at <= FROM_UNIXTIME(p_now);
     END IF;
     SELECT COALESCE(SUM(size_bytes), 0), COUNT(*) INTO v_old, v_old_n FROM ai_cache
@@ -115,12 +133,11 @@ DROP PROCEDURE IF EXISTS qc_cache_delete;
 CREATE PROCEDURE qc_cache_delete(IN p_user BIGINT UNSIGNED, IN p_type VARCHAR(16),
                                  IN p_key VARBINARY(255))
 BEGIN
-  DECLARE v_size, v_n BIGINT DEFAULT 0;
+  DECLARE v_bytes, v_entries, v_size, v_n BIGINT DEFAULT 0;
   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
   SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
   START TRANSACTION;
-  INSERT IGNORE INTO cache_usage (user_id) VALUES (p_user);
-  SELECT bytes INTO v_size FROM cache_usage WHERE user_id = p_user FOR UPDATE;
+  CALL qc_lock_usage(p_user, v_bytes, v_entries);
   SELECT COALESCE(SUM(size_bytes), 0), COUNT(*) INTO v_size, v_n FROM ai_cache
    WHERE cache_key = p_key AND cache_type = p_type AND user_id = p_user FOR UPDATE;
   DELETE FROM ai_cache WHERE cache_key = p_key AND cache_type = p_type AND user_id = p_user;
@@ -135,7 +152,7 @@ DROP PROCEDURE IF EXISTS qc_cache_remove;
 CREATE PROCEDURE qc_cache_remove(IN p_user BIGINT UNSIGNED, IN p_all INT, IN p_now BIGINT)
 BEGIN
   DECLARE v_user BIGINT UNSIGNED;
-  DECLARE v_size, v_n, v_total BIGINT DEFAULT 0;
+  DECLARE v_bytes, v_entries, v_size, v_n, v_total BIGINT DEFAULT 0;
   DECLARE v_done INT DEFAULT 0;
   DECLARE cur CURSOR FOR
     SELECT DISTINCT user_id FROM ai_cache
@@ -148,8 +165,8 @@ BEGIN
     FETCH cur INTO v_user;
     IF v_done = 1 THEN LEAVE users_loop; END IF;
     START TRANSACTION;
-    INSERT IGNORE INTO cache_usage (user_id) VALUES (v_user);
-    SELECT bytes INTO v_size FROM cache_usage WHERE user_id = v_user FOR UPDATE;
+    CALL qc_lock_usage(v_user, v_bytes, v_entries);
+    SET v_done = 0;
     SELECT COALESCE(SUM(size_bytes), 0), COUNT(*) INTO v_size, v_n FROM ai_cache
      WHERE user_id = v_user AND (p_all = 1 OR expires_at <= FROM_UNIXTIME(p_now)) FOR UPDATE;
     DELETE FROM ai_cache WHERE user_id = v_user AND (p_all = 1 OR expires_at <= FROM_UNIXTIME(p_now));

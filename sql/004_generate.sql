@@ -32,3 +32,18 @@ CREATE TABLE IF NOT EXISTS generate_flights (
   started_at  BIGINT NOT NULL,
   expires_at  BIGINT NOT NULL
 ) ENGINE=InnoDB;
+
+-- Take the flight row (or take it over from a leader whose time ran out),
+-- inside qc_reserve's transaction.  o_lead: 1 if p_owner now holds it.
+DROP PROCEDURE IF EXISTS qc_flight_take;
+CREATE PROCEDURE qc_flight_take(IN p_flight CHAR(64) CHARACTER SET ascii, IN p_owner CHAR(32) CHARACTER SET ascii, IN p_now BIGINT,
+                                IN p_hold BIGINT, OUT o_lead INT)
+BEGIN
+  INSERT INTO generate_flights (flight_key, owner, started_at, expires_at)
+    VALUES (p_flight, p_owner, p_now, p_now + p_hold)
+    ON DUPLICATE KEY UPDATE
+      owner = IF(expires_at < VALUES(started_at), VALUES(owner), owner),
+      started_at = IF(expires_at < VALUES(started_at), VALUES(started_at), started_at),
+      expires_at = IF(expires_at < VALUES(started_at), VALUES(expires_at), expires_at);
+  SET o_lead = ROW_COUNT() > 0;
+END;

@@ -1,4 +1,4 @@
--- 006: counters behind GET /metrics.  Workers add to them in one statement
+-- 005: counters behind GET /metrics.  Workers add to them in one statement
 -- at most a second later, so the exposition is the sum over every worker
 -- process and web node (a scrape reaches one worker; per-worker series would
 -- show only that worker).  bucket is the histogram bucket index (-1: not a
