@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "cache.h"
-#include "config.h"
+#include "settings.h"
 #include "db.h"
 #include "http.h"
 

@@ -4,7 +4,7 @@
 #ifndef QC_CTL_H
 #define QC_CTL_H
 
-#include "config.h"
+#include "settings.h"
 #include "qc.h"
 
 struct db;

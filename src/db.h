@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "config.h"
+#include "settings.h"
 #include "qc.h"
 
 struct db;

@@ -10,7 +10,7 @@
 
 #include <json-c/json.h>
 
-#include "config.h"
+#include "settings.h"
 #include "db.h"
 #include "log.h"
 #include "metrics.h"

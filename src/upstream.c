@@ -9,7 +9,7 @@
 
 #include <curl/curl.h>
 
-#include "config.h"
+#include "settings.h"
 #include "log.h"
 #include "upstream.h"
 

@@ -13,7 +13,7 @@
 
 #include <mysql.h>
 
-#include "config.h"
+#include "settings.h"
 #include "db.h"
 #include "users.h"
 

@@ -4,7 +4,7 @@
 
 #include <curl/curl.h>
 
-#include "config.h"
+#include "settings.h"
 #include "orchestrator.h"
 #include "tap.h"
 #include "upstream.h"

@@ -1,6 +1,7 @@
 /*
- * config.c - the settings table: each setting has a name, a type and the
- * offset of its field, so files and environment are parsed by name.
+ * settings.c - the config module.  Each setting has a name, a type and the
+ * offset of its field in struct config, so files and environment are parsed
+ * by name.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -11,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "settings.h"
 
 enum opt_type { OPT_STR, OPT_INT };
 

@@ -1,12 +1,12 @@
 /*
- * config.h - quotacache settings: defaults, a "key = value" file, then
+ * settings.h - the config module: defaults, a "key = value" file, then
  * environment overrides (QC_<KEY in upper case>), then secrets read from
  * files that must not be world-readable.
  *
  * A struct config owns every string it points to; config_release() frees them.
  */
-#ifndef QC_CONFIG_H
-#define QC_CONFIG_H
+#ifndef QC_SETTINGS_H
+#define QC_SETTINGS_H
 
 #include <stddef.h>
 
