@@ -14,14 +14,15 @@
 #      QC_APACHE_BIN (apache2), QC_APACHE_MODDIR (/usr/lib/apache2/modules).
 set -euo pipefail
 shopt -s extglob
+log_tag=apache
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
   echo "usage: $0 start VARDIR PORT MAXPROCS WORKER_BIN CONFIG_FILE WWWDIR [NAME=VALUE...]" >&2
   echo "       $0 stop VARDIR [PORT MAXPROCS WORKER_BIN ...]" >&2
   exit 2
 }
-log() { echo "apache: $*" >&2; }
-die() { log "$*"; exit 1; }
 (($# >= 2)) || usage
 cmd=$1
 [[ $cmd == start ]] && mkdir -p "$2"
@@ -33,26 +34,11 @@ errlog=$adir/error.log
 ipcdir=$adir/fcgid
 template=$(dirname "$0")/../conf/apache.conf.in
 
-# True while process $1 exists and is not a zombie (PID 1 may reap late).
-alive() {
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  s=${s##*) }
-  [[ ${s:0:1} != Z ]]
-}
-
 # The parent: from the pid file, else (pid file lost) the apache2/httpd process
 # whose command line names our config file and whose parent is not one of its own.
 server_pid() {
   local pid cmdline
-  if [[ -s $pidfile ]]; then
-    pid=$(<"$pidfile")
-    if [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" &&
-      [[ $(cat "/proc/$pid/comm" 2>/dev/null) == @(apache2|httpd) ]]; then
-      echo "$pid"
-      return 0
-    fi
-  fi
+  pidfile_pid "$pidfile" apache2 httpd && return 0
   for pid in $(pgrep -x 'apache2|httpd' || true); do
     cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
     [[ " $cmdline " == *" -f $conf "* ]] || continue
@@ -62,37 +48,12 @@ server_pid() {
   return 1
 }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
-
-# A string that goes between double quotes in apache.conf (and, for paths that
-# mod_fcgid splits into argv, without blanks).
-check_str() { [[ $1 != *[\"\\[:cntrl:]]* ]] || die "unsupported character in: $1"; }
+# A path that goes between double quotes in apache.conf and that mod_fcgid splits
+# into argv: check_str, and no blanks.
 check_path() { check_str "$1"; [[ $1 != *[[:space:]]* ]] || die "blank in path: $1"; }
 
-# Prints pids of FastCGI workers: fd 0 is a socket bound under $ipcdir/ (mod_fcgid
-# hands each worker its listening socket as fd 0) and, when $worker is known, the
-# executable is $worker. Works after Apache is gone.
-worker_pids() {
-  local inodes pid fd0 exe
-  inodes=" $(awk -v p="$ipcdir/" 'index($8, p) == 1 { printf "%s ", $7 }' /proc/net/unix) "
-  [[ $inodes == *[0-9]* ]] || return 0
-  while read -r pid fd0; do
-    [[ $fd0 =~ ^socket:\[([0-9]+)\]$ && $inodes == *" ${BASH_REMATCH[1]} "* ]] || continue
-    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
-    alive "$pid" || continue
-    if [[ -z $worker || ${exe% (deleted)} == "$worker" ]]; then echo "$pid"; fi
-  done < <(find /proc/[0-9]*/fd/0 -maxdepth 0 -printf '%p %l\n' 2>/dev/null |
-    sed -n 's|^/proc/\([0-9]*\)/fd/0 |\1 |p')
-}
-
-# Polls up to $1 tenths of a second for all workers to exit; $left keeps the rest.
-workers_gone() {
-  local i=0
-  while left=$(worker_pids) && [[ -n $left ]]; do
-    ((i++ < $1)) || return 1
-    sleep 0.1
-  done
-}
+# The port accepts and the parent is found.
+is_listening() { port_open "$port" && server_pid >/dev/null; }
 
 apache_bin() {
   local b
@@ -118,23 +79,12 @@ as_user_test() {
 }
 
 render() {
-  local out envs="" kv name val accesslog="# (off)" v
-  out=$(<"$template")$'\n'
-  out=${out//@PORT@/"$port"}
-  out=${out//@MAXPROCS@/"$maxprocs"}
-  out=${out//@WORKER@/"$worker"}
-  out=${out//@CONFIG@/"$config"}
-  out=${out//@WWWDIR@/"$wwwdir"}
-  out=${out//@USER@/"$user"}
-  out=${out//@GROUP@/"$group"}
-  out=${out//@MODDIR@/"$moddir"}
-  out=${out//@VARDIR@/"$vardir"}
+  local envs="" kv name val accesslog="# (off)" v
   for v in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; do
     [[ -n ${!v:-} ]] && extra_env=("$v=${!v}" "${extra_env[@]}")
   done
   for kv in "${extra_env[@]}"; do
-    [[ $kv =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "EXTRA_ENV must be NAME=VALUE: $kv"
-    check_str "$kv"
+    check_env "$kv"
     name=${kv%%=*} val=${kv#*=}
     # mod_fcgid 2.3.9 keeps at most 63 bytes of a name and 255 of a value (silently)
     ((${#name} <= 63 && ${#val} <= 255)) || die "too long for FcgidInitialEnv (name 63, value 255 bytes): $name"
@@ -144,10 +94,10 @@ render() {
     accesslog="LogFormat \"%h %l %u %t \\\"%r\\\" %>s %b %D\" qc"$'\n'
     accesslog+="CustomLog \"$adir/access.log\" qc"
   fi
-  # last, so that nothing inside these is taken for a placeholder
-  out=${out//@ACCESSLOG@/"$accesslog"}
-  out=${out//@ENV@/"${envs%$'\n'}"}
-  printf '%s' "$out"
+  # ACCESSLOG and ENV last, so that nothing inside these is taken for a placeholder
+  render_template "$template" PORT="$port" MAXPROCS="$maxprocs" WORKER="$worker" \
+    CONFIG="$config" WWWDIR="$wwwdir" USER="$user" GROUP="$group" MODDIR="$moddir" \
+    VARDIR="$vardir" ACCESSLOG="$accesslog" ENV="${envs%$'\n'}"
 }
 
 start() {
@@ -172,13 +122,8 @@ start() {
   as_user_test -r "$wwwdir/index.html" || log "warning: $user cannot read $wwwdir/index.html"
   mkdir -p "$adir/run"
   (umask 077; render >"$conf.new")
-  if pid=$(server_pid); then
-    cmp -s "$conf" "$conf.new" || log "warning: running with an older config; stop to apply"
-    rm -f "$conf.new"
-    log "already running (pid $pid, port $port)"
-    return 0
-  fi
-  ! port_open || die "127.0.0.1:$port is already in use"
+  ! already_running "$conf" "$port" || return 0
+  ! port_open "$port" || die "127.0.0.1:$port is already in use"
   mv -f "$conf.new" "$conf"
   "$bin" -t -f "$conf" >"$adir/check.log" 2>&1 || { cat "$adir/check.log" >&2; die "config check failed: $conf"; }
   echo "$worker" >"$adir/worker_bin"
@@ -191,10 +136,7 @@ start() {
   # Up means: the port accepts and a worker answers /api/v1/health (mod_fcgid spawns
   # workers on demand: this also proves one can start as $user). 200, or 503 while
   # the database is down, come from the worker; anything else is Apache's own.
-  for ((i = 0; i < 150; i++)); do
-    port_open && pid=$(server_pid) && break
-    sleep 0.1
-  done
+  wait_until 150 is_listening || true
   code=$(curl -s -o /dev/null -w "%{http_code} %{content_type}" --max-time 20 "http://127.0.0.1:$port/api/v1/health" || true)
   if [[ $code == @(200|503)" application/"*json* ]] && pid=$(server_pid); then
     log "started (pid $pid, http://127.0.0.1:$port/, up to $maxprocs workers as $user, health $code)"
@@ -206,32 +148,15 @@ start() {
   exit 1
 }
 
+# The workers are found by their sockets under $ipcdir/ (mod_fcgid hands each worker
+# its listening socket as fd 0), even after Apache is gone. Fails if any had to be signalled.
 stop() {
-  local pid i=0 rc=0
-  worker=${5:-$(cat "$adir/worker_bin" 2>/dev/null || true)}
-  [[ -z $worker ]] || worker=$(realpath -m "$worker")
-  if pid=$(server_pid); then
-    # SIGTERM: the parent stops its children; mod_fcgid's process manager sends
-    # every worker SIGTERM (SIGKILL only after 8 s), and a clean exit runs LSan.
-    kill -TERM "$pid"
-    while alive "$pid" && ((i++ < 300)); do sleep 0.1; done
-    ! alive "$pid" || die "pid $pid still running after 30 s"
-    log "stopped (pid $pid)"
-  else
-    log "not running"
-  fi
-  if ! workers_gone 100; then
-    log "terminating leftover workers: ${left//$'\n'/ }"
-    # shellcheck disable=SC2086 # one pid per word
-    kill -TERM $left 2>/dev/null || true
-    if ! workers_gone 100; then
-      log "workers still running after SIGTERM + 10 s, killing: ${left//$'\n'/ }"
-      # shellcheck disable=SC2086
-      kill -KILL $left 2>/dev/null || true
-      workers_gone 20 || die "workers still running: ${left//$'\n'/ }"
-    fi
-    rc=1
-  fi
+  local rc=0
+  worker=$(saved_worker "$adir" "${5:-}")
+  # SIGTERM: the parent stops its children; mod_fcgid's process manager sends
+  # every worker SIGTERM (SIGKILL only after 8 s), and a clean exit runs LSan.
+  stop_server
+  stop_workers "$ipcdir/" "$worker" 100 20 || rc=1
   rm -f "$pidfile" "$ipcdir"/*
   return "$rc"
 }

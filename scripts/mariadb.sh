@@ -5,9 +5,11 @@
 # whose password lives in VARDIR/secrets/db_password (0600, generated once).
 # Usage: scripts/mariadb.sh start|stop|status VARDIR
 set -euo pipefail
+log_tag=mariadb
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() { echo "usage: $0 start|stop|status VARDIR" >&2; exit 2; }
-log() { echo "mariadb: $*" >&2; }
 (($# == 2)) || usage
 cmd=$1
 [[ $cmd == start ]] && mkdir -p "$2"
@@ -48,22 +50,8 @@ collation-server = utf8mb4_bin
 EOF
 }
 
-# True while process $1 exists and is not a zombie (PID 1 may reap late).
-alive() {
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  s=${s##*) }
-  [[ ${s:0:1} != Z ]]
-}
-
 # Prints the pid of the running server recorded in the pid file; fails otherwise.
-server_pid() {
-  local pid
-  [[ -s $pidfile ]] || return 1
-  pid=$(<"$pidfile")
-  [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == mariadbd ]] || return 1
-  echo "$pid"
-}
+server_pid() { pidfile_pid "$pidfile" mariadbd; }
 
 ping_db() { mariadb-admin --defaults-file="$cnf" --connect-timeout=2 ping >/dev/null 2>&1; }
 
@@ -133,17 +121,10 @@ start() {
   log "started (pid $(server_pid), socket $sock)"
 }
 
+# mariadbd removes its pid file on a clean shutdown; a stale one goes here.
 stop() {
-  local pid i=0
-  if ! pid=$(server_pid); then
-    log "not running"
-    rm -f "$pidfile"
-    return 0
-  fi
-  kill -TERM "$pid"
-  while alive "$pid" && ((i++ < 300)); do sleep 0.1; done
-  ! alive "$pid" || { log "pid $pid still running after 30 s"; return 1; }
-  log "stopped (pid $pid)"
+  stop_server
+  rm -f "$pidfile"
 }
 
 status() {

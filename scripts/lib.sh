@@ -1,0 +1,130 @@
+# lib.sh — helpers shared by scripts/lighttpd.sh, scripts/apache.sh and
+# scripts/mariadb.sh; sourced, never run. Defines functions only (no options
+# set, nothing run): the sourcing script keeps its own `set -euo pipefail`.
+# The sourcing script sets log_tag (the prefix of its messages) before sourcing
+# and defines server_pid (prints the running server's pid, fails otherwise).
+# shellcheck shell=bash
+
+# Prints "$log_tag: ARGS" to stderr.
+log() { echo "${log_tag:?}: $*" >&2; }
+
+# Logs ARGS and exits 1.
+die() { log "$*"; exit 1; }
+
+# True while process $1 exists and is not a zombie (PID 1 may reap late).
+alive() {
+  local s
+  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  s=${s##*) }
+  [[ ${s:0:1} != Z ]]
+}
+
+# Prints the pid in pid file $1 if that process is alive and its comm is one of $2...; fails otherwise.
+pidfile_pid() {
+  local pid comm name
+  [[ -s $1 ]] || return 1
+  pid=$(<"$1")
+  [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
+  comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+  for name in "${@:2}"; do
+    [[ $comm == "$name" ]] && { echo "$pid"; return 0; }
+  done
+  return 1
+}
+
+# SIGTERMs the server server_pid finds and waits up to 30 s (dies if it stays); logs "stopped" or "not running".
+stop_server() {
+  local pid i=0
+  if pid=$(server_pid); then
+    kill -TERM "$pid"
+    while alive "$pid" && ((i++ < 300)); do sleep 0.1; done
+    ! alive "$pid" || die "pid $pid still running after 30 s"
+    log "stopped (pid $pid)"
+  else
+    log "not running"
+  fi
+}
+
+# True if something accepts connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Runs $2... every 0.1 s until it succeeds, at most $1 times; fails if it never does.
+wait_until() {
+  local i
+  for ((i = 0; i < $1; i++)); do
+    "${@:2}" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# Dies unless $1 can go between double quotes in a server config (no quote, backslash or control character).
+check_str() { [[ $1 != *[\"\\[:cntrl:]]* ]] || die "unsupported character in: $1"; }
+
+# Dies unless $1 is NAME=VALUE fit for a config (check_str).
+check_env() {
+  [[ $1 =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "EXTRA_ENV must be NAME=VALUE: $1"
+  check_str "$1"
+}
+
+# Prints template $1 with @NAME@ replaced by VALUE for each NAME=VALUE in $2..., in that order.
+render_template() {
+  local out kv
+  out=$(<"$1")$'\n'
+  for kv in "${@:2}"; do out=${out//"@${kv%%=*}@"/"${kv#*=}"}; done
+  printf '%s' "$out"
+}
+
+# Prints $2, else the WORKER_BIN start recorded in $1/worker_bin, as an absolute path (nothing if neither).
+saved_worker() {
+  local w=${2:-$(cat "$1/worker_bin" 2>/dev/null || true)}
+  [[ -z $w ]] || realpath -m "$w"
+}
+
+# Prints pids of live processes whose fd 0 is a unix socket bound at a path starting with $1 (and whose exe is $2 if given).
+worker_pids() {
+  local inodes pid fd0 exe
+  inodes=" $(awk -v p="$1" 'index($8, p) == 1 { printf "%s ", $7 }' /proc/net/unix) "
+  [[ $inodes == *[0-9]* ]] || return 0
+  while read -r pid fd0; do
+    [[ $fd0 =~ ^socket:\[([0-9]+)\]$ && $inodes == *" ${BASH_REMATCH[1]} "* ]] || continue
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
+    alive "$pid" || continue
+    if [[ -z $2 || ${exe% (deleted)} == "$2" ]]; then echo "$pid"; fi
+  done < <(find /proc/[0-9]*/fd/0 -maxdepth 0 -printf '%p %l\n' 2>/dev/null |
+    sed -n 's|^/proc/\([0-9]*\)/fd/0 |\1 |p')
+}
+
+# Polls up to $1 tenths of a second for workers ($2 $3 as for worker_pids) to exit; left keeps the rest.
+workers_gone() {
+  local i=0
+  while left=$(worker_pids "$2" "$3") && [[ -n $left ]]; do
+    ((i++ < $1)) || return 1
+    sleep 0.1
+  done
+}
+
+# Waits 10 s for workers $1 $2 to exit, SIGTERMs the rest ($3 tenths), SIGKILLs (with $4 tenths); dies if any stay, fails if any were signalled.
+stop_workers() {
+  workers_gone 100 "$1" "$2" && return 0
+  log "terminating leftover workers: ${left//$'\n'/ }"
+  # shellcheck disable=SC2086 # one pid per word
+  kill -TERM $left 2>/dev/null || true
+  if ! workers_gone "$3" "$1" "$2"; then
+    [[ -n ${4:-} ]] || die "workers still running: ${left//$'\n'/ }"
+    log "workers still running after SIGTERM + $(($3 / 10)) s, killing: ${left//$'\n'/ }"
+    # shellcheck disable=SC2086
+    kill -KILL $left 2>/dev/null || true
+    workers_gone "$4" "$1" "$2" || die "workers still running: ${left//$'\n'/ }"
+  fi
+  return 1
+}
+
+# If the server runs: drops the rendered $1.new (warning if it differs from $1), logs "already running" (port $2); fails otherwise.
+already_running() {
+  local pid
+  pid=$(server_pid) || return 1
+  cmp -s "$1" "$1.new" || log "warning: running with an older config; stop to apply"
+  rm -f "$1.new"
+  log "already running (pid $pid, port $2)"
+}
