@@ -8,18 +8,13 @@
 -- cycle.  The first round inserts, later ones overwrite.  Statuses other
 -- than 2xx are counted and printed as one "bench-note:" line in done().
 
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "common.lua")
+
 local key, nkeys, bytes, tier
 local hdrs, body
 local n = 0
 
 puts, ok, non2xx, statuses = 0, 0, 0, ""
-local status_seen = {}
-local threads = {}
-
-function setup(thread)
-   thread:set("tindex", #threads)
-   table.insert(threads, thread)
-end
 
 function init(args)
    key = args[1]
@@ -48,20 +43,11 @@ function response(status, headers, b)
       return
    end
    non2xx = non2xx + 1
-   if not status_seen[status] then
-      status_seen[status] = true
-      statuses = statuses .. (statuses == "" and "" or ",") .. status
-   end
+   note_status(status)
 end
 
 function done(summary, latency, requests)
-   local t = { puts = 0, ok = 0, non2xx = 0 }
-   local st = {}
-   for _, thread in ipairs(threads) do
-      for k, _ in pairs(t) do t[k] = t[k] + (tonumber(thread:get(k)) or 0) end
-      local s = thread:get("statuses")
-      if s and s ~= "" then table.insert(st, s) end
-   end
+   local t, st = totals({ "puts", "ok", "non2xx" })
    io.write(string.format("bench-note: puts_sent=%d ok_2xx=%d non2xx=%d statuses=%s\n",
-      t.puts, t.ok, t.non2xx, #st > 0 and table.concat(st, ",") or "-"))
+      t.puts, t.ok, t.non2xx, st))
 end

@@ -17,19 +17,14 @@
 -- response() counts 200 answers with "cached":true and "cached":false and
 -- the other statuses; done() prints one "bench-note:" line.
 
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "common.lua")
+
 local key, mode
 local hdrs, fixed
 local prefix, tiertxt
 local n = 0
 
 sent, cached_true, cached_false, other_200, non2xx, statuses = 0, 0, 0, 0, 0, ""
-local status_seen = {}
-local threads = {}
-
-function setup(thread)
-   thread:set("tindex", #threads)
-   table.insert(threads, thread)
-end
 
 function init(args)
    key, mode = args[1], args[2] or "hit"
@@ -68,22 +63,12 @@ function response(status, headers, body)
       return
    end
    if status < 200 or status > 299 then non2xx = non2xx + 1 end
-   if not status_seen[status] then
-      status_seen[status] = true
-      statuses = statuses .. (statuses == "" and "" or ",") .. status
-   end
+   note_status(status)
 end
 
 function done(summary, latency, requests)
-   local t = { sent = 0, cached_true = 0, cached_false = 0, other_200 = 0, non2xx = 0 }
-   local st = {}
-   for _, thread in ipairs(threads) do
-      for k, _ in pairs(t) do t[k] = t[k] + (tonumber(thread:get(k)) or 0) end
-      local s = thread:get("statuses")
-      if s and s ~= "" then table.insert(st, s) end
-   end
+   local t, st = totals({ "sent", "cached_true", "cached_false", "other_200", "non2xx" })
    io.write(string.format(
       "bench-note: sent=%d cached_true=%d cached_false=%d other_200=%d non2xx=%d statuses=%s\n",
-      t.sent, t.cached_true, t.cached_false, t.other_200, t.non2xx,
-      #st > 0 and table.concat(st, ",") or "-"))
+      t.sent, t.cached_true, t.cached_false, t.other_200, t.non2xx, st))
 end

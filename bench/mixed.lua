@@ -10,18 +10,13 @@
 -- entries first.  done() prints one "bench-note:" line with the requests and
 -- non-2xx per kind and the /generate answers that were not cache hits.
 
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "common.lua")
+
 local reqs = {}
 local i = 0
-local threads = {}
 
 sent_1, sent_2, sent_3, sent_4 = 0, 0, 0, 0
 bad, gen_not_cached, statuses = 0, 0, ""
-local status_seen = {}
-
-function setup(thread)
-   thread:set("tindex", #threads)
-   table.insert(threads, thread)
-end
 
 function init(args)
    local sk, ck, gk = args[1], args[2], args[3]
@@ -47,10 +42,7 @@ end
 function response(status, headers, body)
    if status < 200 or status > 299 then
       bad = bad + 1
-      if not status_seen[status] then
-         status_seen[status] = true
-         statuses = statuses .. (statuses == "" and "" or ",") .. status
-      end
+      note_status(status)
       return
    end
    if string.find(body, '"cached":false', 1, true) then
@@ -59,16 +51,9 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-   local t = { sent_1 = 0, sent_2 = 0, sent_3 = 0, sent_4 = 0, bad = 0, gen_not_cached = 0 }
-   local st = {}
-   for _, thread in ipairs(threads) do
-      for k, _ in pairs(t) do t[k] = t[k] + (tonumber(thread:get(k)) or 0) end
-      local s = thread:get("statuses")
-      if s and s ~= "" then table.insert(st, s) end
-   end
+   local t, st = totals({ "sent_1", "sent_2", "sent_3", "sent_4", "bad", "gen_not_cached" })
    io.write(string.format(
       "bench-note: health=%d status=%d cache_get=%d generate_hit=%d non2xx=%d " ..
       "generate_not_cached=%d statuses=%s\n",
-      t.sent_1, t.sent_2, t.sent_3, t.sent_4, t.bad, t.gen_not_cached,
-      #st > 0 and table.concat(st, ",") or "-"))
+      t.sent_1, t.sent_2, t.sent_3, t.sent_4, t.bad, t.gen_not_cached, st))
 end

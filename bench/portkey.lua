@@ -16,17 +16,12 @@
 -- script ("echo: bench portkey") and the other statuses; done() prints one
 -- "bench-note:" line.
 
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "common.lua")
+
 local hdrs, prefix, path
 local n = 0
 
 sent, echo_200, other_200, non2xx, statuses = 0, 0, 0, 0, ""
-local status_seen = {}
-local threads = {}
-
-function setup(thread)
-   thread:set("tindex", #threads)
-   table.insert(threads, thread)
-end
 
 function init(args)
    local host, key = args[1], args[2] or "sk-mock"
@@ -59,20 +54,11 @@ function response(status, headers, body)
       return
    end
    if status < 200 or status > 299 then non2xx = non2xx + 1 end
-   if not status_seen[status] then
-      status_seen[status] = true
-      statuses = statuses .. (statuses == "" and "" or ",") .. status
-   end
+   note_status(status)
 end
 
 function done(summary, latency, requests)
-   local t = { sent = 0, echo_200 = 0, other_200 = 0, non2xx = 0 }
-   local st = {}
-   for _, thread in ipairs(threads) do
-      for k, _ in pairs(t) do t[k] = t[k] + (tonumber(thread:get(k)) or 0) end
-      local s = thread:get("statuses")
-      if s and s ~= "" then table.insert(st, s) end
-   end
+   local t, st = totals({ "sent", "echo_200", "other_200", "non2xx" })
    io.write(string.format("bench-note: sent=%d echo_200=%d other_200=%d non2xx=%d statuses=%s\n",
-      t.sent, t.echo_200, t.other_200, t.non2xx, #st > 0 and table.concat(st, ",") or "-"))
+      t.sent, t.echo_200, t.other_200, t.non2xx, st))
 end

@@ -30,23 +30,17 @@
 -- connection; bench/run.sh reports how many).  Counters are read back per
 -- thread in done() and printed as one "bench-note:" line.
 
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "common.lua")
+
 local EST_BASE = 100000
 local keys = {}
 nkeys = 0                         -- global: done() reads it from a thread
 local rr = 0                      -- round-robin position of this thread
 local queue, qhead, qtail = {}, 1, 0
-local status_seen = {}
 local hdrs = {}                   -- per key index: the request headers
 
 reserves, commits, ok_reserves, ok_commits = 0, 0, 0, 0
 non2xx, no_id, unmapped, statuses = 0, 0, 0, ""
-
-local threads = {}
-
-function setup(thread)
-   thread:set("tindex", #threads)
-   table.insert(threads, thread)
-end
 
 local function add_key(k)
    k = k and string.match(k, "^%s*(.-)%s*$")
@@ -99,10 +93,7 @@ end
 function response(status, headers, body)
    if status < 200 or status > 299 then
       non2xx = non2xx + 1
-      if not status_seen[status] then
-         status_seen[status] = true
-         statuses = statuses .. (statuses == "" and "" or ",") .. status
-      end
+      note_status(status)
       return
    end
    if status == 201 then
@@ -127,22 +118,12 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-   local t = { reserves = 0, commits = 0, ok_reserves = 0, ok_commits = 0, non2xx = 0,
-               no_id = 0, unmapped = 0 }
-   local st = {}
-   local n = 0
-   for _, thread in ipairs(threads) do
-      n = tonumber(thread:get("nkeys")) or n
-      for k, _ in pairs(t) do
-         t[k] = t[k] + (tonumber(thread:get(k)) or 0)
-      end
-      local s = thread:get("statuses")
-      if s and s ~= "" then table.insert(st, s) end
-   end
+   local t, st = totals({ "reserves", "commits", "ok_reserves", "ok_commits", "non2xx",
+                          "no_id", "unmapped" })
    -- one line that bench/run.sh copies into the report
    io.write(string.format(
       "bench-note: keys=%d reserves_sent=%d commits_sent=%d reserved_201=%d committed_200=%d " ..
       "non2xx=%d reserve_without_id=%d estimate_unmapped=%d statuses=%s\n",
-      n, t.reserves, t.commits, t.ok_reserves, t.ok_commits, t.non2xx, t.no_id, t.unmapped,
-      #st > 0 and table.concat(st, ",") or "-"))
+      tonumber(thread_value("nkeys")) or 0, t.reserves, t.commits, t.ok_reserves, t.ok_commits,
+      t.non2xx, t.no_id, t.unmapped, st))
 end
