@@ -3,7 +3,22 @@
 # set, nothing run): the sourcing script keeps its own `set -euo pipefail`.
 # The sourcing script sets log_tag (the prefix of its messages) before sourcing
 # and defines server_pid (prints the running server's pid, fails otherwise).
+# scripts/run.sh, tests/integration/run.sh and bench/run.sh source it too,
+# for base_config.
 # shellcheck shell=bash
+
+# Prints the configuration lines every private stack shares: the database of
+# the MariaDB in VARDIR (scripts/mariadb.sh) and ROOT's migrations and prompts.
+base_config() {   # VARDIR ROOT
+  cat <<CONF
+db_socket = $1/mariadb/mysqld.sock
+db_name = quotacache
+db_user = quotacache
+db_password_file = $1/secrets/db_password
+sql_dir = $2/sql
+prompts_dir = $2/conf/prompts
+CONF
+}
 
 # Prints "$log_tag: ARGS" to stderr.
 log() { echo "${log_tag:?}: $*" >&2; }

@@ -465,14 +465,10 @@ void cache_note_miss(long long user, enum cache_tier tier, const char *plan, tim
 
 int cache_flush_in(time_t now)
 {
-	long long left;
+	int a = qc_flush_due(nphits, MAX_PENDING_HITS, pending_since, now);
+	int b = qc_flush_due(npstats, MAX_PENDING_STATS, pending_since, now);
 
-	if (!nphits && !npstats)
-		return -1;
-	if (nphits > MAX_PENDING_HITS * 3 / 4 || npstats > MAX_PENDING_STATS * 3 / 4)
-		return 0;
-	left = 1 - (long long)(now - pending_since);
-	return left < 0 ? 0 : (int)left;
+	return a < 0 ? b : b < 0 ? a : a < b ? a : b;
 }
 
 void cache_pending_clear(void)

@@ -132,14 +132,7 @@ void metrics_db_reconnects(unsigned long total)
 
 int metrics_flush_in(time_t now)
 {
-	long long left;
-
-	if (!npend)
-		return -1;
-	if (npend > MAX_PENDING * 3 / 4)
-		return 0;
-	left = 1 - (long long)(now - pend_since);
-	return left < 0 ? 0 : (int)left;
+	return qc_flush_due(npend, MAX_PENDING, pend_since, now);
 }
 
 static int cmp_pending(const void *a, const void *b)

@@ -128,3 +128,15 @@ char *qc_read_file(const char *path, long long max, size_t *len)
 	fclose(f);
 	return buf;
 }
+
+int qc_flush_due(unsigned n, unsigned max, time_t since, time_t now)
+{
+	long long left;
+
+	if (!n)
+		return -1;
+	if (n > max * 3 / 4)
+		return 0;
+	left = 1 - (long long)(now - since);
+	return left < 0 ? 0 : (int)left;
+}

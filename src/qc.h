@@ -8,6 +8,7 @@
 #define QC_QC_H
 
 #include <stddef.h>
+#include <time.h>
 
 #define QC_VERSION "0.1.0"
 
@@ -40,6 +41,13 @@ int qc_http_status(enum qc_err e);
 void qc_iso8601(long long t, char out[32]);
 /* Parse "YYYY-MM-DDTHH:MM:SSZ" (UTC).  0 and *t, or -1. */
 int qc_parse_iso8601(const char *s, long long *t);
+
+/*
+ * When a worker's accumulator of n of at most max entries, pending since
+ * `since`, must be written: -1 if empty, 0 if now (a second has passed, or
+ * it is three quarters full), else the seconds left.
+ */
+int qc_flush_due(unsigned n, unsigned max, time_t since, time_t now);
 
 /* SHA-256 of data[0..len) as 64 lowercase hex characters + NUL (libcrypto). */
 void qc_sha256_hex(const void *data, size_t len, char out[65]);

@@ -30,14 +30,7 @@ void usage_note(const struct usage_event *ev)
 
 int usage_flush_in(time_t now)
 {
-	long long left;
-
-	if (!nqueued)
-		return -1;
-	if (nqueued > MAX_QUEUED * 3 / 4)
-		return 0;
-	left = 1 - (long long)(now - queued_since);
-	return left < 0 ? 0 : (int)left;
+	return qc_flush_due(nqueued, MAX_QUEUED, queued_since, now);
 }
 
 #define NCOL 13

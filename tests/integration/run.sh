@@ -9,6 +9,8 @@ BUILD=${QC_BUILD:?}; SRC=${QC_SRC:?}
 VAR=$BUILD/tests/var
 WORKERS=${QC_TEST_WORKERS:-4}
 export QC_VAR=$VAR
+# shellcheck source=scripts/lib.sh
+. "$SRC/scripts/lib.sh"
 
 stop_all() {
 	bash "$SRC/scripts/lighttpd.sh" stop "$VAR" >/dev/null 2>&1
@@ -34,13 +36,7 @@ bash "$SRC/scripts/mock.sh" start "$VAR" "$MOCK_PORT" --expect-key "$UPKEY" \
 	|| { echo "Bail out! mock upstream did not start"; exit 1; }
 
 CONF=$VAR/quotacache.conf
-cat >"$CONF" <<CONF
-db_socket = $VAR/mariadb/mysqld.sock
-db_name = quotacache
-db_user = quotacache
-db_password_file = $VAR/secrets/db_password
-sql_dir = $SRC/sql
-prompts_dir = $SRC/conf/prompts
+{ base_config "$VAR" "$SRC"; cat <<CONF
 auth_cache_seconds = 1
 allow_test_clock = 1
 cache_user_max_bytes = 4194304
@@ -54,6 +50,7 @@ upstream_backoff_ms = 50
 upstream_prices = mock-model:0.001:0.002,gpt-4o-mini:0.00015:0.0006
 log_level = info
 CONF
+} >"$CONF"
 export QC_CONFIG=$CONF QC_AUTH_CACHE_SECONDS=1
 export QC_CTL=$BUILD/src/quotacachectl
 # sanitizer reports go to files; any file there fails the run
