@@ -49,7 +49,8 @@ void api_error(struct http_req *req, enum qc_err e, const char *detail)
 		{ QC_ECONFLICT, "conflict" }, { QC_ETOOBIG, "payload-too-large" },
 		{ QC_EQUOTA, "quota-exceeded" }, { QC_EUPSTREAM, "upstream-failure" },
 		{ QC_EDBDOWN, "database-unavailable" }, { QC_ETIMEOUT, "upstream-timeout" },
-		{ QC_ESTORAGE, "storage-exhausted" },
+		{ QC_ESTORAGE, "storage-exhausted" }, { QC_EBUSY, "server-busy" },
+		{ QC_EUSERBUSY, "too-many-in-flight" },
 	};
 	const char *type = "internal-error";
 	int status = qc_http_status(e);
@@ -59,7 +60,7 @@ void api_error(struct http_req *req, enum qc_err e, const char *detail)
 			type = types[i].type;
 	if (e == QC_EAUTH)
 		http_add_header(req, "WWW-Authenticate", "Bearer realm=\"quotacache\"");
-	if (e == QC_EDBDOWN)
+	if (e == QC_EDBDOWN || e == QC_EBUSY || e == QC_EUSERBUSY)
 		http_add_header(req, "Retry-After", "1");
 	if (status == 500)
 		log_error("api", "%s %s failed: %s", req->method, req->path, qc_strerror(e));
@@ -158,27 +159,6 @@ void api_handle(struct app *app, struct http_req *req)
 		}
 	}
 	req->match.route->handler(app, req);
-	if (!req->sent)
+	if (!req->sent && !req->parked)
 		api_error(req, QC_EIO, "the handler produced no answer");
-}
-
-int app_flush_in(time_t now)
-{
-	int due[3] = { cache_flush_in(now), usage_flush_in(now), metrics_flush_in(now) }, best = -1;
-
-	for (int i = 0; i < 3; i++)
-		if (due[i] >= 0 && (best < 0 || due[i] < best))
-			best = due[i];
-	return best;
-}
-
-enum qc_err app_flush(struct app *app)
-{
-	enum qc_err a, b, c;
-
-	metrics_db_reconnects(db_reconnects(app->db));
-	a = cache_flush(app->db);
-	b = usage_flush(app->db);
-	c = metrics_flush(app->db);
-	return a != QC_OK ? a : b != QC_OK ? b : c;
 }

@@ -1,7 +1,10 @@
 /*
- * app.h - the state of one worker process: its configuration, its database
- * connection, and short-lived read caches.  Nothing here is needed by any
- * other worker; all shared state lives in MariaDB.
+ * app.h - what a handler sees: the configuration, the database connection
+ * its thread holds for this request, the process's pool and in-flight
+ * engine, and short-lived read caches.  Each thread has its own copy of
+ * struct app (the pointed-to pool and engine are shared and locked inside).
+ * Nothing here is needed by any other worker; all shared state lives in
+ * MariaDB.
  */
 #ifndef QC_APP_H
 #define QC_APP_H
@@ -13,13 +16,16 @@
 #include "db.h"
 #include "http.h"
 
-struct upstream;
+struct dbpool;
+struct inflight;
+struct orch;
 struct quota_status;
 
 struct app {
-	struct config cfg;
-	struct db *db;
-	struct upstream *up;
+	struct config cfg;           /* read-only after start */
+	struct db *db;               /* this thread's pooled connection, for this request */
+	struct dbpool *pool;         /* the process's connections */
+	struct inflight *inf;        /* the process's generations in flight */
 	/* health: answered from this 1-second read cache */
 	time_t health_at;
 	int health_db_ok;
@@ -39,10 +45,8 @@ extern const size_t api_nroutes;
 /* 429 problem naming the refusing window, Retry-After, RateLimit headers. */
 void api_quota_refusal(struct http_req *req, const struct quota_status *st);
 
-/* Seconds until pending counters and usage events are due (-1: none), and
- * the flush itself (cache counters, then usage events). */
-int app_flush_in(time_t now);
-enum qc_err app_flush(struct app *app);
+/* Answer a finished generation (any thread): the JSON result or its error. */
+void gen_respond(struct http_req *req, struct orch *o);
 
 /* Answer req with the problem matching error e (detail may be NULL). */
 void api_error(struct http_req *req, enum qc_err e, const char *detail);

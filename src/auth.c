@@ -2,7 +2,9 @@
  * auth.c - key generation/hashing and the key -> user lookup.
  * State: a fixed-size, direct-mapped cache of recent positive lookups,
  * indexed by the first bytes of the key hash; entries expire by time.
+ * Shared by the request threads of the process, under cache_mu.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -22,6 +24,7 @@ struct auth_slot {
 };
 
 static struct auth_slot cache[AUTH_CACHE_SLOTS];
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;   /* guards cache[] */
 
 enum qc_err auth_key_generate(char out[AUTH_KEY_LEN + 1])
 {
@@ -80,7 +83,9 @@ int auth_parse_bearer(const char *header, const char **key, size_t *len)
 
 void auth_cache_clear(void)
 {
+	pthread_mutex_lock(&cache_mu);
 	memset(cache, 0, sizeof cache);
+	pthread_mutex_unlock(&cache_mu);
 }
 
 static unsigned slot_of(const char *hash)
@@ -111,9 +116,14 @@ enum qc_err auth_authenticate(struct db *db, const char *authorization,
 		return QC_EAUTH;
 	auth_key_hash(key, len, hash);
 	s = &cache[slot_of(hash)];
-	if (cache_seconds > 0 && s->expires > now && strcmp(s->hash, hash) == 0) {
-		*u = s->user;
-		return QC_OK;
+	if (cache_seconds > 0) {
+		int hit;
+		pthread_mutex_lock(&cache_mu);
+		if ((hit = s->expires > now && strcmp(s->hash, hash) == 0))
+			*u = s->user;
+		pthread_mutex_unlock(&cache_mu);
+		if (hit)
+			return QC_OK;
 	}
 	p[0] = DB_STR(hash);
 	if ((rc = db_query(db, SQL_KEY_USER, p, 1, &rows)) != QC_OK)
@@ -129,9 +139,11 @@ enum qc_err auth_authenticate(struct db *db, const char *authorization,
 	u->is_admin = strcmp(db_cell(rows, 0, 3), "admin") == 0;
 	db_rows_free(rows);
 	if (cache_seconds > 0) {
+		pthread_mutex_lock(&cache_mu);
 		memcpy(s->hash, hash, sizeof s->hash);
 		s->user = *u;
 		s->expires = now + cache_seconds;
+		pthread_mutex_unlock(&cache_mu);
 	}
 	return QC_OK;
 }

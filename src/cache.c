@@ -1,8 +1,10 @@
 /*
  * cache.c - cache entries in MariaDB (one statement or one procedure call
  * per operation) and the worker's accumulator of hit counts and statistics.
- * Invariant of the accumulator: every pending hit/miss is written by the
+ * Invariant of the accumulators: every pending hit/miss is written by the
  * next successful cache_flush, exactly once.
+ * Shared state: the two accumulators (each its own lock, accum.h) and the
+ * plan TTL read cache (plan_mu).
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 
 
+#include "accum.h"
 #include "cache.h"
 #include "db.h"
 #include "log.h"
@@ -165,7 +168,7 @@ static const char SQL_PUT[] = "CALL qc_cache_put(?, ?, ?, ?, ?, ?, ?, ?, ?)";
 static const char SQL_DELETE[] = "CALL qc_cache_delete(?, ?, ?)";
 static const char SQL_REMOVE[] = "CALL qc_cache_remove(?, ?, ?)";
 
-/* hits recorded in this worker and not yet flushed */
+/* hits recorded in this worker and not yet flushed (two accumulators) */
 #define MAX_PENDING_HITS 512
 #define MAX_PENDING_STATS 256
 
@@ -178,18 +181,25 @@ struct pending_stat {
 	long long hits, misses, saved;
 };
 
-static struct pending_hit phits[MAX_PENDING_HITS];
-static unsigned nphits;
-static struct pending_stat pstats[MAX_PENDING_STATS];
-static unsigned npstats;
-static time_t pending_since;
+static int same_hit(const void *a, const void *b);
+static void merge_hit(void *into, const void *from);
+static int cmp_hit(const void *a, const void *b);
+static enum qc_err write_hits(struct db *db, void *recs, unsigned n);
+static int same_stat(const void *a, const void *b);
+static void merge_stat(void *into, const void *from);
+static int cmp_stat(const void *a, const void *b);
+static enum qc_err write_stats(struct db *db, void *recs, unsigned n);
+
+struct accum cache_hits_accum = ACCUM_INIT("cache hits", struct pending_hit, MAX_PENDING_HITS,
+					    same_hit, merge_hit, write_hits, cmp_hit);
+struct accum cache_stats_accum = ACCUM_INIT("cache stats", struct pending_stat, MAX_PENDING_STATS,
+					     same_stat, merge_stat, write_stats, cmp_stat);
 
 static long long pending_for(long long id)
 {
-	for (unsigned i = 0; i < nphits; i++)
-		if (phits[i].id == id)
-			return phits[i].n;
-	return 0;
+	struct pending_hit key = { .id = id }, got;
+
+	return accum_find(&cache_hits_accum, &key, &got) ? got.n : 0;
 }
 
 enum qc_err cache_get(struct db *db, long long user, enum cache_tier tier,
@@ -368,15 +378,21 @@ fail:
 static struct plan_ttl { char name[33]; int session, content; } plan_ttls[16];
 static unsigned nplan_ttls;
 static time_t plan_ttls_at;
+static pthread_mutex_t plan_mu = PTHREAD_MUTEX_INITIALIZER;   /* guards the three above */
 
 int cache_plan_caches(struct db *db, const char *plan, enum cache_tier tier, time_t now)
 {
 	static const char sql[] = "SELECT name, session_ttl_seconds IS NOT NULL,"
 				  " content_ttl_seconds IS NOT NULL FROM plans";
+	int ans = 0;
+
+	pthread_mutex_lock(&plan_mu);
 	if (!nplan_ttls || now - plan_ttls_at >= 60 || now < plan_ttls_at) {
 		struct db_rows *r = NULL;
-		if (db_query(db, sql, NULL, 0, &r) != QC_OK)
+		if (db_query(db, sql, NULL, 0, &r) != QC_OK) {
+			pthread_mutex_unlock(&plan_mu);
 			return -1;
+		}
 		nplan_ttls = 0;
 		for (unsigned i = 0; i < r->nrows && i < 16; i++) {
 			snprintf(plan_ttls[i].name, sizeof plan_ttls[i].name, "%s", db_cell(r, i, 0));
@@ -388,92 +404,93 @@ int cache_plan_caches(struct db *db, const char *plan, enum cache_tier tier, tim
 		db_rows_free(r);
 	}
 	for (unsigned i = 0; i < nplan_ttls; i++)
-		if (strcmp(plan_ttls[i].name, plan) == 0)
-			return tier == CACHE_CONTENT ? plan_ttls[i].content : plan_ttls[i].session;
-	return 0;
+		if (strcmp(plan_ttls[i].name, plan) == 0) {
+			ans = tier == CACHE_CONTENT ? plan_ttls[i].content : plan_ttls[i].session;
+			break;
+		}
+	pthread_mutex_unlock(&plan_mu);
+	return ans;
 }
 
 /* --- accumulator -------------------------------------------------------- */
 
-static struct pending_stat *stat_slot(long long user, enum cache_tier tier,
-				      const char *plan, time_t now)
+static int same_hit(const void *a, const void *b)
 {
-	time_t bucket = now - now % 3600;
-
-	for (unsigned i = 0; i < npstats; i++) {
-		struct pending_stat *s = &pstats[i];
-		if (s->bucket == bucket && s->user == user && s->tier == tier &&
-		    strcmp(s->plan, plan) == 0)
-			return s;
-	}
-	if (npstats == MAX_PENDING_STATS)
-		return NULL;
-	struct pending_stat *s = &pstats[npstats++];
-	memset(s, 0, sizeof *s);
-	s->bucket = bucket;
-	s->user = user;
-	s->tier = tier;
-	snprintf(s->plan, sizeof s->plan, "%s", plan);
-	return s;
+	return ((const struct pending_hit *)a)->id == ((const struct pending_hit *)b)->id;
 }
 
-static void mark_pending(time_t now)
+static void merge_hit(void *into, const void *from)
 {
-	if (!nphits && !npstats)
-		pending_since = now;
+	struct pending_hit *t = into;
+	const struct pending_hit *f = from;
+
+	t->n += f->n;
+	if (f->last > t->last)
+		t->last = f->last;
+}
+
+static int same_stat(const void *a, const void *b)
+{
+	const struct pending_stat *x = a, *y = b;
+	return x->bucket == y->bucket && x->user == y->user && x->tier == y->tier &&
+	       strcmp(x->plan, y->plan) == 0;
+}
+
+static void merge_stat(void *into, const void *from)
+{
+	struct pending_stat *t = into;
+	const struct pending_stat *f = from;
+
+	t->hits += f->hits;
+	t->misses += f->misses;
+	t->saved += f->saved;
+}
+
+static void note_stat(long long user, enum cache_tier tier, const char *plan, time_t now,
+		      long long hits, long long misses, long long saved)
+{
+	struct pending_stat s;
+
+	memset(&s, 0, sizeof s);
+	s.bucket = now - now % 3600;
+	s.user = user;
+	s.tier = tier;
+	snprintf(s.plan, sizeof s.plan, "%s", plan);
+	s.hits = hits;
+	s.misses = misses;
+	s.saved = saved;
+	accum_add(&cache_stats_accum, &s, now);
 }
 
 void cache_note_hit(long long entry_id, long long user, enum cache_tier tier,
 		    const char *plan, time_t now, long long saving_micro)
 {
-	struct pending_stat *s;
-	unsigned i;
+	struct pending_hit h = { .id = entry_id, .n = 1, .last = now };
 
-	mark_pending(now);
-	for (i = 0; i < nphits; i++)
-		if (phits[i].id == entry_id)
-			break;
-	if (i == nphits && nphits < MAX_PENDING_HITS) {
-		phits[nphits].id = entry_id;
-		phits[nphits].n = 0;
-		nphits++;
-	}
-	if (i < nphits) {
-		phits[i].n++;
-		phits[i].last = now;
-	} else {
-		log_warn("cache", "hit accumulator full; a hit count is dropped");
-	}
-	if ((s = stat_slot(user, tier, plan, now))) {
-		s->hits++;
-		s->saved += saving_micro;
-	} else {
-		log_warn("cache", "stats accumulator full; a hit is not counted");
-	}
+	accum_add(&cache_hits_accum, &h, now);
+	note_stat(user, tier, plan, now, 1, 0, saving_micro);
 }
 
 void cache_note_miss(long long user, enum cache_tier tier, const char *plan, time_t now)
 {
-	struct pending_stat *s;
-
-	mark_pending(now);
-	if ((s = stat_slot(user, tier, plan, now)))
-		s->misses++;
-	else
-		log_warn("cache", "stats accumulator full; a miss is not counted");
+	note_stat(user, tier, plan, now, 0, 1, 0);
 }
 
 int cache_flush_in(time_t now)
 {
-	int a = qc_flush_due(nphits, MAX_PENDING_HITS, pending_since, now);
-	int b = qc_flush_due(npstats, MAX_PENDING_STATS, pending_since, now);
+	int a = accum_due(&cache_hits_accum, now), b = accum_due(&cache_stats_accum, now);
 
 	return a < 0 ? b : b < 0 ? a : a < b ? a : b;
 }
 
 void cache_pending_clear(void)
 {
-	nphits = npstats = 0;
+	pthread_mutex_lock(&cache_hits_accum.mu);
+	cache_hits_accum.n = 0;
+	pthread_mutex_unlock(&cache_hits_accum.mu);
+	pthread_mutex_lock(&cache_stats_accum.mu);
+	cache_stats_accum.n = 0;
+	pthread_mutex_unlock(&cache_stats_accum.mu);
 }
 
 static int cmp_hit(const void *a, const void *b)
@@ -494,56 +511,63 @@ static int cmp_stat(const void *a, const void *b)
 	return strcmp(x->plan, y->plan);
 }
 
-/* Rows are written in primary-key order, so flushes of several workers lock
- * shared rows in the same order and do not deadlock each other. */
+/* Rows are written in primary-key order (the accumulator sorts them), so
+ * flushes of several workers lock shared rows in the same order and do not
+ * deadlock each other. */
+static enum qc_err write_hits(struct db *db, void *recs, unsigned n)
+{
+	const struct pending_hit *h = recs;
+	struct db_val *p = calloc((size_t)n * 3, sizeof *p);
+	enum qc_err rc;
+
+	if (!p)
+		return QC_ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		p[3 * i] = DB_INT(h[i].id);
+		p[3 * i + 1] = DB_INT(h[i].n);
+		p[3 * i + 2] = DB_INT(h[i].last);
+	}
+	rc = db_exec_batch(db, "UPDATE ai_cache c JOIN (", "SELECT ? AS id, ? AS n, ? AS t",
+			   " UNION ALL ", n,
+			   ") v ON c.id = v.id SET c.access_count = c.access_count + v.n,"
+			   " c.last_accessed_at = GREATEST(COALESCE(c.last_accessed_at,"
+			   " FROM_UNIXTIME(v.t)), FROM_UNIXTIME(v.t))", p, n * 3);
+	free(p);
+	return rc;
+}
+
+static enum qc_err write_stats(struct db *db, void *recs, unsigned n)
+{
+	const struct pending_stat *st = recs;
+	struct db_val *p = calloc((size_t)n * 7, sizeof *p);
+	enum qc_err rc;
+
+	if (!p)
+		return QC_ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		const struct pending_stat *s = &st[i];
+		p[7 * i] = DB_INT(s->bucket);
+		p[7 * i + 1] = DB_INT(s->user);
+		p[7 * i + 2] = DB_STR(cache_tier_name(s->tier));
+		p[7 * i + 3] = DB_STR(s->plan);
+		p[7 * i + 4] = DB_INT(s->hits);
+		p[7 * i + 5] = DB_INT(s->misses);
+		p[7 * i + 6] = DB_INT(s->saved);
+	}
+	rc = db_exec_batch(db, "INSERT INTO cache_stats (bucket, user_id, cache_type, plan, hits,"
+			   " misses, saved_micro) VALUES ", "(?, ?, ?, ?, ?, ?, ?)", ", ", n,
+			   " ON DUPLICATE KEY UPDATE hits = hits + VALUES(hits),"
+			   " misses = misses + VALUES(misses),"
+			   " saved_micro = saved_micro + VALUES(saved_micro)", p, n * 7);
+	free(p);
+	return rc;
+}
+
 enum qc_err cache_flush(struct db *db)
 {
-	struct db_val *p = NULL;
-	enum qc_err rc = QC_OK;
+	enum qc_err a = accum_flush(&cache_hits_accum, db), b = accum_flush(&cache_stats_accum, db);
 
-	qsort(phits, nphits, sizeof *phits, cmp_hit);
-	qsort(pstats, npstats, sizeof *pstats, cmp_stat);
-	if (nphits) {
-		if (!(p = calloc(nphits * 3, sizeof *p)))
-			return QC_ENOMEM;
-		for (unsigned i = 0; i < nphits; i++) {
-			p[3 * i] = DB_INT(phits[i].id);
-			p[3 * i + 1] = DB_INT(phits[i].n);
-			p[3 * i + 2] = DB_INT(phits[i].last);
-		}
-		rc = db_exec_batch(db, "UPDATE ai_cache c JOIN (", "SELECT ? AS id, ? AS n, ? AS t",
-				   " UNION ALL ", nphits,
-				   ") v ON c.id = v.id SET c.access_count = c.access_count + v.n,"
-				   " c.last_accessed_at = GREATEST(COALESCE(c.last_accessed_at,"
-				   " FROM_UNIXTIME(v.t)), FROM_UNIXTIME(v.t))", p, nphits * 3);
-		free(p);
-		if (rc != QC_OK)
-			return rc;
-		nphits = 0;
-	}
-	if (npstats) {
-		if (!(p = calloc(npstats * 7, sizeof *p)))
-			return QC_ENOMEM;
-		for (unsigned i = 0; i < npstats; i++) {
-			struct pending_stat *s = &pstats[i];
-			p[7 * i] = DB_INT(s->bucket);
-			p[7 * i + 1] = DB_INT(s->user);
-			p[7 * i + 2] = DB_STR(cache_tier_name(s->tier));
-			p[7 * i + 3] = DB_STR(s->plan);
-			p[7 * i + 4] = DB_INT(s->hits);
-			p[7 * i + 5] = DB_INT(s->misses);
-			p[7 * i + 6] = DB_INT(s->saved);
-		}
-		rc = db_exec_batch(db, "INSERT INTO cache_stats (bucket, user_id, cache_type, plan, hits,"
-				   " misses, saved_micro) VALUES ", "(?, ?, ?, ?, ?, ?, ?)", ", ", npstats,
-				   " ON DUPLICATE KEY UPDATE hits = hits + VALUES(hits),"
-				   " misses = misses + VALUES(misses),"
-				   " saved_micro = saved_micro + VALUES(saved_micro)", p, npstats * 7);
-		free(p);
-		if (rc == QC_OK)
-			npstats = 0;
-	}
-	return rc;
+	return a != QC_OK ? a : b;
 }
 
 /* --- statistics ---------------------------------------------------------- */

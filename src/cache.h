@@ -126,4 +126,8 @@ enum qc_err cache_stats_top(struct db *db, long long n, time_t now, struct db_ro
 enum qc_err cache_stats_series(struct db *db, long long user, int global, time_t since,
 			       struct db_rows **out);
 
+/* The hit and statistics accumulators (accum.h), flushed by the worker. */
+struct accum;
+extern struct accum cache_hits_accum, cache_stats_accum;
+
 #endif

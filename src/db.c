@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,9 @@ struct db *db_new(const struct config *cfg)
 		db->cfg = cfg;
 	return db;
 }
+
+/* reconnections of every handle of this process (read by the flusher) */
+static atomic_ulong reconnects_total;
 
 static void db_disconnect(struct db *db)
 {
@@ -112,6 +116,7 @@ enum qc_err db_connect(struct db *db)
 	}
 	if (db->ever_connected) {
 		db->reconnects++;
+		atomic_fetch_add(&reconnects_total, 1);
 		log_info("db", "reconnected to database");
 	}
 	db->ever_connected = 1;
@@ -121,6 +126,7 @@ enum qc_err db_connect(struct db *db)
 
 int db_is_connected(const struct db *db) { return db->conn != NULL; }
 unsigned long db_reconnects(const struct db *db) { return db->reconnects; }
+unsigned long db_reconnects_total(void) { return atomic_load(&reconnects_total); }
 unsigned db_errno(const struct db *db) { return db->last_errno; }
 const char *db_error(const struct db *db) { return db->last_error; }
 unsigned long long db_insert_id(struct db *db)

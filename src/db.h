@@ -1,6 +1,6 @@
 /*
- * db.h - the one MariaDB connection of a process, its prepared statements,
- * and reconnection.
+ * db.h - one MariaDB connection, its prepared statements, and reconnection.
+ * A struct db is used by one thread at a time (dbpool.h hands them out).
  *
  * Every query that carries a value goes through db_query()/db_exec(), which
  * prepare the statement once per connection (cached by SQL text) and bind
@@ -54,6 +54,8 @@ enum qc_err db_connect(struct db *db);
 int db_is_connected(const struct db *db);
 /* How many times this handle reconnected after losing a connection. */
 unsigned long db_reconnects(const struct db *db);
+/* Reconnections of every handle of this process (thread-safe). */
+unsigned long db_reconnects_total(void);
 
 /*
  * Run a statement returning rows.  On QC_OK *out holds the first result set

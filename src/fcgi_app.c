@@ -1,154 +1,258 @@
 /*
- * fcgi_app.c - the worker process: load configuration, open the database,
- * run the FCGX_Accept_r loop until SIGTERM, then release everything.
- * Only the accept loop lives here; each request goes to api_handle().
+ * fcgi_app.c - the worker process: configuration, the database pool, the
+ * in-flight engine (inflight.h), request threads in FCGX_Accept_r, and the
+ * main thread, which waits for SIGTERM and meanwhile flushes the
+ * accumulators and this worker's gauges (never on a request's path).
+ *
+ * Shared state: app_base (read-only after start), the pool and the engine
+ * (their own locks), `stopping` and `busy` (atomics).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 #include <fcgiapp.h>
 #include <mysql.h>
 
+#include "accum.h"
 #include "app.h"
+#include "dbpool.h"
+#include "inflight.h"
 #include "log.h"
 #include "metrics.h"
-#include "upstream.h"
+#include "usage.h"
 
-static volatile sig_atomic_t stopping, alarmed;
+static atomic_int stopping;
+static atomic_long busy;        /* request threads handling a request */
+static struct app app_base;     /* configuration and engine; each thread copies it */
 
-static void on_term(int sig)
+static void on_usr1(int sig)
 {
-	(void)sig;
-	stopping = 1;
-	FCGX_ShutdownPending();   /* makes a blocked accept return */
+	(void)sig;   /* only interrupts accept() */
 }
 
-static void on_alarm(int sig)
+static void *request_main(void *arg)
 {
-	(void)sig;
-	alarmed = 1;
+	struct app app = app_base;
+	struct conn *c = conn_new();
+
+	(void)arg;
+	mysql_thread_init();
+	while (c && !atomic_load(&stopping)) {
+		int rc = FCGX_Accept_r(&c->fr);
+
+		if (rc < 0) {
+			if (atomic_load(&stopping))
+				break;
+			if (rc != -EINTR) {   /* not a signal: do not spin */
+				struct timespec ts = { 0, 10 * 1000000L };
+				nanosleep(&ts, NULL);
+			}
+			continue;
+		}
+		atomic_fetch_add(&busy, 1);
+		c->t0_ms = orch_mono_ms();
+		http_req_init(&c->req, &c->fr);
+		log_set_request_id(c->req.id);
+		app.db = dbpool_get(app.pool);
+		api_handle(&app, &c->req);
+		dbpool_put(app.pool, app.db);
+		app.db = NULL;
+		log_set_request_id(NULL);
+		if (c->req.parked) {
+			c = conn_new();   /* the parked one now belongs to the engine */
+		} else {
+			struct conn *next = conn_new();
+			conn_finish(c);
+			c = next;
+		}
+		atomic_fetch_sub(&busy, 1);
+	}
+	if (c) {
+		FCGX_Free(&c->fr, 1);
+		free(c);
+	}
+	mysql_thread_end();
+	return NULL;
 }
 
-/* Arm a one-shot timer (seconds; 0 disarms). */
-static void arm(int secs)
+/* Flush what is due, and this worker's gauges, with a pooled connection. */
+static void flush(struct app *app, int all)
 {
-	struct itimerval it = { { 0, 0 }, { secs, 0 } };
-	setitimer(ITIMER_REAL, &it, NULL);
+	static struct accum *const accs[] = { &cache_hits_accum, &cache_stats_accum, &usage_accum,
+					      &metrics_accum };
+	static unsigned long seen_reconnects, seen_waits, seen_fail[4], seen_drop[4];
+	time_t now = time(NULL);
+	struct metrics_gauge g[4];
+	char worker[96], host[64] = "";
+	unsigned long v, d, fl;
+	long long calls = 0, waiters = 0;
+	struct db *db;
+
+	/* counters of the machinery itself (the deltas since the last flush) */
+	if ((v = db_reconnects_total()) > seen_reconnects) {
+		metrics_count("qc_db_reconnects_total", "", (long long)(v - seen_reconnects));
+		seen_reconnects = v;
+	}
+	if ((v = dbpool_waits(app->pool)) > seen_waits) {
+		metrics_count("qc_db_pool_waits_total", "", (long long)(v - seen_waits));
+		seen_waits = v;
+	}
+	for (int i = 0; i < 4; i++) {
+		char labels[64];
+		accum_counts(accs[i], &d, &fl);
+		snprintf(labels, sizeof labels, "accumulator=\"%s\"", accs[i]->name);
+		if (fl > seen_fail[i])
+			metrics_count("qc_flush_failures_total", labels, (long long)(fl - seen_fail[i]));
+		if (d > seen_drop[i])
+			metrics_count("qc_accumulator_dropped_total", labels, (long long)(d - seen_drop[i]));
+		seen_fail[i] = fl;
+		seen_drop[i] = d;
+	}
+	db = dbpool_get(app->pool);
+	for (int i = 0; i < 4; i++)
+		if (all ? accum_due(accs[i], now) >= 0 : accum_due(accs[i], now) == 0)
+			if (accum_flush(accs[i], db) != QC_OK)
+				log_warn("main", "flushing %s failed; kept for the next try", accs[i]->name);
+	if (app->inf)
+		inflight_gauges(app->inf, &calls, &waiters);
+	g[0] = (struct metrics_gauge){ "qc_inflight_calls", calls };
+	g[1] = (struct metrics_gauge){ "qc_inflight_waiters", waiters };
+	g[2] = (struct metrics_gauge){ "qc_busy_request_threads", atomic_load(&busy) };
+	g[3] = (struct metrics_gauge){ "qc_workers", all ? 0 : 1 };
+	gethostname(host, sizeof host - 1);
+	snprintf(worker, sizeof worker, "%s:%d", host, (int)getpid());
+	if (metrics_gauges_write(db, worker, g, 4, now) != QC_OK)
+		log_debug("main", "writing gauges failed");
+	dbpool_put(app->pool, db);
 }
 
-/*
- * Hit counters wait in the worker at most a second.  While a request runs
- * they are flushed after it when due; while the worker waits in accept(),
- * a timer interrupts the wait (FCGI_FAIL_ACCEPT_ON_INTR) so they are
- * flushed even when no request comes.  The timer is armed only around
- * accept(), so no other system call ever sees EINTR.
- */
-static void flush_if_due(struct app *app)
+static void raise_fd_limit(void)
 {
-	if (app_flush_in(time(NULL)) == 0 && app_flush(app) != QC_OK)
-		log_warn("main", "flushing counters failed; kept for the next try");
+	struct rlimit rl;
+
+	/* every parked request holds its FastCGI connection and an upstream socket */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 int main(int argc, char **argv)
 {
-	struct app app;
-	FCGX_Request freq;
+	struct app *app = &app_base;
 	struct sigaction sa;
+	sigset_t term;
+	pthread_t *tids = NULL;
 	char err[512];
 	const char *cfgpath = NULL;
-	int lvl;
+	int lvl, nthreads = 0, sig = 0;
 
 	for (int i = 1; i < argc; i++)
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
 			cfgpath = argv[++i];
-	memset(&app, 0, sizeof app);
-	if (config_load(&app.cfg, cfgpath, err, sizeof err) < 0) {
+	if (config_load(&app->cfg, cfgpath, err, sizeof err) < 0) {
 		log_error("main", "%s", err);
 		return 1;
 	}
-	if ((lvl = log_parse_level(app.cfg.log_level)) >= 0)
+	if ((lvl = log_parse_level(app->cfg.log_level)) >= 0)
 		log_set_level((enum log_level)lvl);
-	if (mysql_library_init(0, NULL, NULL) || !(app.db = db_new(&app.cfg))) {
+	raise_fd_limit();
+	if (mysql_library_init(0, NULL, NULL) ||
+	    !(app->pool = dbpool_new(&app->cfg, (unsigned)app->cfg.db_pool_size))) {
 		log_error("main", "cannot initialise the database library");
-		config_release(&app.cfg);
+		config_release(&app->cfg);
 		return 1;
 	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(app.up = upstream_new(&app.cfg))) {
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+	    !(app->inf = inflight_new(&app->cfg, app->pool, (unsigned)app->cfg.completion_threads,
+				      gen_respond))) {
 		log_error("main", "cannot initialise libcurl");
-		db_free(app.db);
-		config_release(&app.cfg);
+		dbpool_free(app->pool);
+		config_release(&app->cfg);
 		return 1;
 	}
 	srand((unsigned)getpid() ^ (unsigned)time(NULL));
 	/* failure is fine: requests answer 503 and reconnect */
-	if (db_connect(app.db) == QC_OK && app.cfg.prompts_dir && *app.cfg.prompts_dir) {
-		int loaded = 0, same = 0, skipped = 0;
-		if (cache_warm_dir(app.db, app.cfg.prompts_dir, time(NULL), app.cfg.cache_max_entry,
-				   &loaded, &same, &skipped) == QC_OK && loaded)
-			log_info("main", "system tier warmed from %s: %d loaded, %d unchanged",
-				 app.cfg.prompts_dir, loaded, same);
+	{
+		struct db *db = dbpool_get(app->pool);
+		if (db_connect(db) == QC_OK && app->cfg.prompts_dir && *app->cfg.prompts_dir) {
+			int loaded = 0, same = 0, skipped = 0;
+			if (cache_warm_dir(db, app->cfg.prompts_dir, time(NULL), app->cfg.cache_max_entry,
+					   &loaded, &same, &skipped) == QC_OK && loaded)
+				log_info("main", "system tier warmed from %s: %d loaded, %d unchanged",
+					 app->cfg.prompts_dir, loaded, same);
+		}
+		dbpool_put(app->pool, db);
 	}
 
+	/* SIGTERM/SIGINT go to the main thread only (sigtimedwait below);
+	 * SIGUSR1 interrupts a request thread's accept() at shutdown */
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigaddset(&term, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &term, NULL);
 	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_term;   /* no SA_RESTART: accept() must be interrupted */
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sa.sa_handler = on_alarm;
-	sigaction(SIGALRM, &sa, NULL);
+	sa.sa_handler = on_usr1;   /* no SA_RESTART: accept() must return */
+	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	/* dollars and ratios: 10 significant digits, no binary noise */
 	json_c_set_serialization_double_format("%.10g", JSON_C_OPTION_GLOBAL);
 	FCGX_Init();
-	FCGX_InitRequest(&freq, 0, FCGI_FAIL_ACCEPT_ON_INTR);
-	log_info("main", "worker started (version %s)", QC_VERSION);
-	while (!stopping) {
-		struct http_req req;
-		int due = app_flush_in(time(NULL)), rc;
-
-		if (due == 0) {
-			flush_if_due(&app);
-			due = app_flush_in(time(NULL));
-		}
-		alarmed = 0;
-		if (due > 0)
-			arm(due);
-		rc = FCGX_Accept_r(&freq);
-		if (due > 0)
-			arm(0);
-		if (rc < 0) {
-			if (stopping || rc != -EINTR)
-				break;
-			flush_if_due(&app);   /* the timer woke us */
-			continue;
-		}
-		struct timespec t0, t1;
-		clock_gettime(CLOCK_MONOTONIC, &t0);
-		http_req_init(&req, &freq);
-		log_set_request_id(req.id);
-		api_handle(&app, &req);
-		log_set_request_id(NULL);
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		metrics_http(req.match.route ? req.match.route->name : "unmatched", req.status,
-			     (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-		http_req_release(&req);
-		FCGX_Finish_r(&freq);
-		flush_if_due(&app);
+	if (inflight_start(app->inf) < 0 ||
+	    !(tids = calloc((size_t)app->cfg.worker_threads, sizeof *tids))) {
+		log_error("main", "cannot start threads");
+		return 1;
 	}
-	FCGX_Free(&freq, 1);
-	if (app_flush_in(time(NULL)) >= 0 && app_flush(&app) != QC_OK)
-		log_warn("main", "pending counters lost at shutdown");
+	for (; nthreads < app->cfg.worker_threads; nthreads++)
+		if (pthread_create(&tids[nthreads], NULL, request_main, NULL) != 0)
+			break;
+	log_info("main", "worker started (version %s): %d request threads, %lld completion threads, "
+		 "%lld database connections, up to %lld generations in flight", QC_VERSION, nthreads,
+		 app->cfg.completion_threads, app->cfg.db_pool_size, app->cfg.max_inflight);
+
+	while (!sig) {
+		struct timespec tick = { 0, 250 * 1000000L };
+		int s = sigtimedwait(&term, NULL, &tick);
+		if (s == SIGTERM || s == SIGINT)
+			sig = s;
+		else
+			flush(app, 0);
+	}
+	/* stop accepting: wake every request thread out of accept() */
+	atomic_store(&stopping, 1);
+	log_info("main", "stopping: no new requests; waiting for calls in flight");
+	for (int i = 0; i < nthreads; i++) {
+		for (int tries = 0; tries < 200; tries++) {
+			struct timespec ts;
+			pthread_kill(tids[i], SIGUSR1);
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 20 * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			if (pthread_timedjoin_np(tids[i], NULL, &ts) == 0)
+				break;
+		}
+	}
+	free(tids);
+	inflight_stop(app->inf, app->cfg.shutdown_grace_ms);
+	flush(app, 1);
 	log_info("main", "worker stopping");
-	upstream_free(app.up);
+	inflight_free(app->inf);
 	curl_global_cleanup();
-	db_free(app.db);
-	config_release(&app.cfg);
+	dbpool_free(app->pool);
+	config_release(&app->cfg);
 	mysql_library_end();
 	return 0;
 }

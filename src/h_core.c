@@ -7,6 +7,7 @@
 #include "app.h"
 #include "metrics.h"
 #include "migrate.h"
+#include "usage.h"
 
 void h_health(struct app *app, struct http_req *req)
 {
@@ -63,7 +64,10 @@ void h_metrics(struct app *app, struct http_req *req)
 			return;
 		}
 	}
-	app_flush(app);   /* this worker's own counts are current */
+	/* this worker's own counts are current (a scrape, not a hot path) */
+	cache_flush(app->db);
+	usage_flush(app->db);
+	metrics_flush(app->db);
 	if ((rc = metrics_render(app->db, &text, &len)) != QC_OK) {
 		api_error(req, rc, NULL);
 		return;

@@ -2,11 +2,14 @@
  * h_generate.c - POST /api/v1/generate and GET /api/v1/usage: validate,
  * call the orchestrator or the usage reports, shape the JSON.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
+#include "inflight.h"
+#include "metrics.h"
 #include "jsonu.h"
 #include "orchestrator.h"
 #include "quota.h"
@@ -17,12 +20,11 @@ void h_generate(struct app *app, struct http_req *req)
 	static const char *const allowed[] = { "task", "prompt", "system_prompt_key", "cache_key",
 		"cache_tier", "max_tokens", "model", NULL };
 	struct gen_request in;
-	struct gen_result r;
+	struct orch *o;
+	enum orch_step step;
 	const char *tier = NULL;
 	size_t tlen = 0, len = 0;
 	char err[256];
-	enum qc_err rc;
-	json_object *o, *u;
 
 	memset(&in, 0, sizeof in);
 	in.tier = CACHE_CONTENT;
@@ -65,38 +67,73 @@ void h_generate(struct app *app, struct http_req *req)
 			return;
 		}
 	}
-	rc = orch_generate(app->db, app->up, &app->cfg, &req->user, req->now, &in, &r);
+	if (!inflight_admit(app->inf)) {
+		metrics_count("qc_backpressure_refusals_total", "scope=\"process\"", 1);
+		api_error(req, QC_EBUSY, "this worker holds its maximum of generations in flight; retry");
+		return;
+	}
+	if (!(o = malloc(sizeof *o))) {
+		inflight_unadmit(app->inf);
+		api_error(req, QC_ENOMEM, NULL);
+		return;
+	}
+	step = orch_begin(o, app->db, &app->cfg, &req->user, req->now, &in);
+	if (step == ORCH_DONE) {
+		gen_respond(req, o);
+		orch_release(o);
+		free(o);
+		inflight_unadmit(app->inf);
+		return;
+	}
+	/* the upstream call (or an identical one's answer) comes later: the
+	 * request stays open and no thread waits for it */
+	inflight_park(app->inf, (struct conn *)((char *)req - offsetof(struct conn, req)), o, step);
+}
+
+void gen_respond(struct http_req *req, struct orch *o)
+{
+	const struct gen_result *r = &o->r;
+	enum qc_err rc = o->rc;
+	json_object *out, *u;
+
 	if (rc == QC_EQUOTA) {
-		api_quota_refusal(req, &r.quota);
+		api_quota_refusal(req, &r->quota);
+		return;
+	}
+	if (rc == QC_EUSERBUSY) {
+		char detail[160];
+		metrics_count("qc_backpressure_refusals_total", "scope=\"user\"", 1);
+		snprintf(detail, sizeof detail, "the plan allows %lld generations in flight at once; retry "
+			 "when one has finished", r->quota.inflight_cap);
+		api_error(req, rc, detail);
 		return;
 	}
 	if (rc == QC_EUPSTREAM || rc == QC_ETIMEOUT) {
 		http_problem(req, rc == QC_ETIMEOUT ? 504 : 502,
 			     rc == QC_ETIMEOUT ? "upstream-timeout" : "upstream-failure",
-			     http_reason(rc == QC_ETIMEOUT ? 504 : 502), r.error, NULL);
+			     http_reason(rc == QC_ETIMEOUT ? 504 : 502), r->error, NULL);
 		return;
 	}
 	if (rc != QC_OK) {
-		api_error(req, rc, r.error[0] ? r.error : NULL);
+		api_error(req, rc, r->error[0] ? r->error : NULL);
 		return;
 	}
-	o = json_object_new_object();
-	json_object_object_add(o, "content", json_object_new_string_len(r.content, (int)r.content_len));
-	json_object_object_add(o, "cached", json_object_new_boolean(r.cached));
-	json_object_object_add(o, "tier", json_object_new_string(cache_tier_name(r.tier)));
+	out = json_object_new_object();
+	json_object_object_add(out, "content", json_object_new_string_len(r->content, (int)r->content_len));
+	json_object_object_add(out, "cached", json_object_new_boolean(r->cached));
+	json_object_object_add(out, "tier", json_object_new_string(cache_tier_name(r->tier)));
 	u = json_object_new_object();
-	json_object_object_add(u, "prompt_tokens", json_object_new_int64(r.prompt_tokens));
-	json_object_object_add(u, "completion_tokens", json_object_new_int64(r.completion_tokens));
-	json_object_object_add(u, "total_tokens", json_object_new_int64(r.prompt_tokens + r.completion_tokens));
-	json_object_object_add(o, "usage", u);
-	json_object_object_add(o, "cost_usd", json_object_new_double((double)r.cost_micro / 1e6));
-	json_object_object_add(o, "latency_ms", json_object_new_int64(r.latency_ms));
-	json_object_object_add(o, "model", json_object_new_string(r.model));
-	if (!in.cache_key)
-		json_object_object_add(o, "cache_key", json_object_new_string(r.cache_key));
-	gen_result_release(&r);
-	http_send_json(req, 200, o);
-	json_object_put(o);
+	json_object_object_add(u, "prompt_tokens", json_object_new_int64(r->prompt_tokens));
+	json_object_object_add(u, "completion_tokens", json_object_new_int64(r->completion_tokens));
+	json_object_object_add(u, "total_tokens", json_object_new_int64(r->prompt_tokens + r->completion_tokens));
+	json_object_object_add(out, "usage", u);
+	json_object_object_add(out, "cost_usd", json_object_new_double((double)r->cost_micro / 1e6));
+	json_object_object_add(out, "latency_ms", json_object_new_int64(r->latency_ms));
+	json_object_object_add(out, "model", json_object_new_string(r->model));
+	if (!o->in.cache_key)
+		json_object_object_add(out, "cache_key", json_object_new_string(r->cache_key));
+	http_send_json(req, 200, out);
+	json_object_put(out);
 }
 
 /* from/to: YYYY-MM-DDTHH:MM:SSZ, or a date YYYY-MM-DD meaning the whole

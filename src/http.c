@@ -2,6 +2,7 @@
  * http.c - request fields from the FastCGI environment, body reading with a
  * limit, response assembly and problem+json.  All JSON goes through json-c.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,14 +22,14 @@ const char *http_getenv(const struct http_req *r, const char *name)
 
 void http_req_init(struct http_req *r, struct FCGX_Request *fcgi)
 {
-	static unsigned long counter;
+	static atomic_ulong counter;
 	const char *cl, *q;
 
 	memset(r, 0, sizeof *r);
 	r->fcgi = fcgi;
 	r->content_length = -1;
 	r->now = time(NULL);
-	snprintf(r->id, sizeof r->id, "%x-%lx", (unsigned)getpid(), ++counter);
+	snprintf(r->id, sizeof r->id, "%x-%lx", (unsigned)getpid(), atomic_fetch_add(&counter, 1) + 1);
 	if (!fcgi)
 		return;
 	r->method = http_getenv(r, "REQUEST_METHOD");

@@ -10,8 +10,8 @@
 
 #include "log.h"
 
-static enum log_level cur_level = LOG_INFO;
-static char cur_reqid[40];
+static enum log_level cur_level = LOG_INFO;   /* set once at start-up */
+static _Thread_local char cur_reqid[40];   /* per thread: the request it serves */
 
 void log_set_level(enum log_level l) { cur_level = l; }
 

@@ -2,51 +2,54 @@
  * metrics.c - the metrics accumulator of this worker, its flush, and the
  * text exposition built from the database.
  * Invariant: a pending increment is added by the next successful flush
- * exactly once.
+ * exactly once.  Shared state: metrics_accum (its own lock, accum.h).
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "accum.h"
 #include "db.h"
 #include "log.h"
 #include "metrics.h"
 
-#define MAX_PENDING 512
+#define MAX_PENDING 1024
 
+/* up to 60 s: upstream calls take seconds */
 static const double buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-				  1, 2.5, 5, 10 };
+				  1, 2.5, 5, 10, 30, 60 };
 #define NBUCKETS (int)(sizeof buckets / sizeof buckets[0])   /* +Inf is index NBUCKETS */
 
 struct pending { char name[64]; char labels[160]; int bucket; long long value; };
 
-static struct pending pend[MAX_PENDING];
-static unsigned npend;
-static time_t pend_since;
-static unsigned long reconnects_seen;
+static int same_pending(const void *a, const void *b)
+{
+	const struct pending *x = a, *y = b;
+	return x->bucket == y->bucket && strcmp(x->name, y->name) == 0 &&
+	       strcmp(x->labels, y->labels) == 0;
+}
+
+static void merge_pending(void *into, const void *from)
+{
+	((struct pending *)into)->value += ((const struct pending *)from)->value;
+}
+
+static int cmp_pending(const void *a, const void *b);
+static enum qc_err write_pending(struct db *db, void *recs, unsigned n);
+
+struct accum metrics_accum = ACCUM_INIT("metrics", struct pending, MAX_PENDING,
+					same_pending, merge_pending, write_pending, cmp_pending);
 
 static void add(const char *name, const char *labels, int bucket, long long v)
 {
-	unsigned i;
+	struct pending p;
 
-	for (i = 0; i < npend; i++)
-		if (pend[i].bucket == bucket && strcmp(pend[i].name, name) == 0 &&
-		    strcmp(pend[i].labels, labels) == 0) {
-			pend[i].value += v;
-			return;
-		}
-	if (npend == MAX_PENDING) {
-		log_warn("metrics", "accumulator full; an increment of %s is dropped", name);
-		return;
-	}
-	if (!npend)
-		pend_since = time(NULL);
-	snprintf(pend[npend].name, sizeof pend[npend].name, "%s", name);
-	snprintf(pend[npend].labels, sizeof pend[npend].labels, "%s", labels);
-	pend[npend].bucket = bucket;
-	pend[npend].value = v;
-	npend++;
+	snprintf(p.name, sizeof p.name, "%s", name);
+	snprintf(p.labels, sizeof p.labels, "%s", labels);
+	p.bucket = bucket;
+	p.value = v;
+	accum_add(&metrics_accum, &p, time(NULL));
 }
 
 void metrics_escape(const char *in, char *out, size_t outlen)
@@ -122,17 +125,15 @@ void metrics_upstream(const char *outcome, int attempts, double seconds,
 		add("qc_upstream_cost_usd_total", "", -1, cost_micro);
 }
 
-void metrics_db_reconnects(unsigned long total)
+void metrics_count(const char *name, const char *labels, long long v)
 {
-	if (total > reconnects_seen) {
-		add("qc_db_reconnects_total", "", -1, (long long)(total - reconnects_seen));
-		reconnects_seen = total;
-	}
+	if (v)
+		add(name, labels ? labels : "", -1, v);
 }
 
 int metrics_flush_in(time_t now)
 {
-	return qc_flush_due(npend, MAX_PENDING, pend_since, now);
+	return accum_due(&metrics_accum, now);
 }
 
 static int cmp_pending(const void *a, const void *b)
@@ -144,28 +145,54 @@ static int cmp_pending(const void *a, const void *b)
 	return c ? c : (x->bucket > y->bucket) - (x->bucket < y->bucket);
 }
 
-/* Rows go in primary-key order so concurrent flushes lock in one order. */
-enum qc_err metrics_flush(struct db *db)
+/* Rows go in primary-key order (sorted by the accumulator) so concurrent
+ * flushes lock in one order. */
+static enum qc_err write_pending(struct db *db, void *recs, unsigned n)
 {
+	const struct pending *pend = recs;
 	struct db_val *p;
 	enum qc_err rc;
 
-	if (!npend)
-		return QC_OK;
-	qsort(pend, npend, sizeof *pend, cmp_pending);
-	if (!(p = calloc(npend * 4, sizeof *p)))
+	if (!(p = calloc((size_t)n * 4, sizeof *p)))
 		return QC_ENOMEM;
-	for (unsigned i = 0; i < npend; i++) {
+	for (unsigned i = 0; i < n; i++) {
 		p[4 * i] = DB_STR(pend[i].name);
 		p[4 * i + 1] = DB_STR(pend[i].labels);
 		p[4 * i + 2] = DB_INT(pend[i].bucket);
 		p[4 * i + 3] = DB_INT(pend[i].value);
 	}
 	rc = db_exec_batch(db, "INSERT INTO metrics_counters (name, labels, bucket, value) VALUES ",
-			   "(?, ?, ?, ?)", ", ", npend,
-			   " ON DUPLICATE KEY UPDATE value = value + VALUES(value)", p, npend * 4);
-	if (rc == QC_OK)
-		npend = 0;
+			   "(?, ?, ?, ?)", ", ", n,
+			   " ON DUPLICATE KEY UPDATE value = value + VALUES(value)", p, n * 4);
+	free(p);
+	return rc;
+}
+
+enum qc_err metrics_flush(struct db *db)
+{
+	return accum_flush(&metrics_accum, db);
+}
+
+enum qc_err metrics_gauges_write(struct db *db, const char *worker, const struct metrics_gauge *g,
+				 unsigned n, time_t now)
+{
+	struct db_val *p;
+	enum qc_err rc;
+
+	if (!n)
+		return QC_OK;
+	if (!(p = calloc((size_t)n * 4, sizeof *p)))
+		return QC_ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		p[4 * i] = DB_STR(worker);
+		p[4 * i + 1] = DB_STR(g[i].name);
+		p[4 * i + 2] = DB_INT(g[i].value);
+		p[4 * i + 3] = DB_INT(now);
+	}
+	rc = db_exec_batch(db, "INSERT INTO metrics_gauges (worker, name, value, updated_at) VALUES ",
+			   "(?, ?, ?, ?)", ", ", n,
+			   " ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = VALUES(updated_at)",
+			   p, n * 4);
 	free(p);
 	return rc;
 }
@@ -214,6 +241,14 @@ static const struct family families[] = {
 	{ "qc_upstream_tokens_total", "counter", "Tokens billed by the upstream, by direction.", 0 },
 	{ "qc_upstream_cost_usd_total", "counter", "Dollars spent upstream (configured prices).", 1 },
 	{ "qc_db_reconnects_total", "counter", "Database reconnections by workers.", 1 },
+	{ "qc_db_pool_waits_total", "counter", "Times a thread waited for a pooled database connection.", 1 },
+	{ "qc_backpressure_refusals_total", "counter",
+	  "Generations refused because too many calls were in flight, by scope (process, user).", 0 },
+	{ "qc_flush_failures_total", "counter", "Failed flushes of a worker accumulator, by accumulator.", 0 },
+	{ "qc_accumulator_dropped_total", "counter", "Records dropped by a full worker accumulator.", 0 },
+	{ "qc_flight_checks_total", "counter",
+	  "Single-flight waiters' checks of a flight led by another process (at most 4 a second each).", 1 },
+	{ "qc_flight_waits_total", "counter", "Generations that waited for an identical call in flight.", 1 },
 };
 
 static int is_money(const char *name) { return strstr(name, "_usd_") != NULL; }
@@ -336,6 +371,35 @@ out:
 	return rc;
 }
 
+/* gauges: the sum over workers that reported in the last 10 seconds */
+static enum qc_err render_gauges(struct db *db, struct buf *b, time_t now)
+{
+	static const char sql[] = "SELECT name, SUM(value) FROM metrics_gauges WHERE updated_at >= ?"
+				  " GROUP BY name ORDER BY name";
+	static const struct { const char *name, *help; } g[] = {
+		{ "qc_inflight_calls", "Upstream calls in flight (all workers)." },
+		{ "qc_inflight_waiters", "Requests waiting for an identical call in flight (all workers)." },
+		{ "qc_busy_request_threads", "Request threads handling a request right now (all workers)." },
+		{ "qc_workers", "Worker processes that reported in the last 10 seconds." },
+	};
+	struct db_val p[1] = { DB_INT(now - 10) };
+	struct db_rows *r = NULL;
+	enum qc_err rc = db_query(db, sql, p, 1, &r);
+
+	if (rc != QC_OK)
+		return rc;
+	for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+		long long v = 0;
+		for (unsigned j = 0; j < r->nrows; j++)
+			if (strcmp(db_cell(r, j, 0), g[i].name) == 0)
+				v = db_cell_ll(r, j, 1);
+		put(b, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", g[i].name, g[i].help, g[i].name,
+		    g[i].name, v);
+	}
+	db_rows_free(r);
+	return QC_OK;
+}
+
 enum qc_err metrics_render(struct db *db, char **out, size_t *len)
 {
 	struct buf b = { NULL, 0, 0, 0 };
@@ -346,7 +410,8 @@ enum qc_err metrics_render(struct db *db, char **out, size_t *len)
 	if (!(b.s = malloc(b.cap = 8192)))
 		return QC_ENOMEM;
 	b.s[0] = 0;
-	if ((rc = render_counters(db, &b)) != QC_OK || (rc = render_tables(db, &b)) != QC_OK) {
+	if ((rc = render_counters(db, &b)) != QC_OK || (rc = render_tables(db, &b)) != QC_OK ||
+	    (rc = render_gauges(db, &b, time(NULL))) != QC_OK) {
 		free(b.s);
 		return rc;
 	}

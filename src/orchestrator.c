@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -18,7 +19,6 @@
 #include "upstream.h"
 #include "usage.h"
 
-#define POLL_MS 25
 
 int orch_model_ok(const char *m, size_t len)
 {
@@ -56,7 +56,7 @@ void gen_result_release(struct gen_result *r)
 	r->content = NULL;
 }
 
-static long long mono_ms(void)
+long long orch_mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -135,16 +135,17 @@ static int flight_acquire(struct db *db, const char *fkey, const char *owner, ti
 	return n > 0;   /* 1 inserted, 2 taken over from a dead leader, 0 busy */
 }
 
-static int flight_exists(struct db *db, const char *fkey)
+/* The flight row of fkey: 1 live (another leader), 0 absent or lapsed, -1 error. */
+static int flight_live(struct db *db, const char *fkey, time_t now)
 {
-	static const char sql[] = "SELECT 1 FROM generate_flights WHERE flight_key = ?";
-	struct db_val p[1] = { DB_STR(fkey) };
+	static const char sql[] = "SELECT expires_at >= ? FROM generate_flights WHERE flight_key = ?";
+	struct db_val p[2] = { DB_INT(now), DB_STR(fkey) };
 	struct db_rows *r = NULL;
 	int n;
 
-	if (db_query(db, sql, p, 1, &r) != QC_OK)
+	if (db_query(db, sql, p, 2, &r) != QC_OK)
 		return -1;
-	n = r->nrows > 0;
+	n = r->nrows > 0 && db_cell_ll(r, 0, 0) == 1;
 	db_rows_free(r);
 	return n;
 }
@@ -168,225 +169,264 @@ static void settle(struct db *db, long long user, const char *rid, long long act
 			 qc_strerror(rc), state);
 }
 
-enum qc_err orch_generate(struct db *db, struct upstream *up, const struct config *cfg,
-			  const struct auth_user *user, time_t now,
-			  const struct gen_request *in, struct gen_result *r)
+/* End the generation with rc; releases what is held.  Always ORCH_DONE. */
+static enum orch_step done(struct orch *o, struct db *db, enum qc_err rc, const char *outcome)
 {
-	long long t0 = mono_ms(), saved_t = 0, saved_m = 0, min;
-	long long hold_s = cfg->upstream_timeout_ms / 1000 + 5;   /* a dead leader's row lapses */
-	double up_secs = 0;
-	const char *model = in->model ? in->model : cfg->upstream_model;
-	const char *key = in->cache_key;
-	size_t klen = in->ck_len;
-	struct cache_entry sys = { 0 }, e = { 0 };
-	struct upstream_result ur = { 0 };
-	json_object *msgs = NULL, *m;
-	char rid[QUOTA_ID_LEN + 1] = "", fkey[65] = "", owner[33] = "";
+	if (o->rid[0] && db)
+		settle(db, o->user.id, o->rid, -1, o->now);
+	o->rid[0] = 0;
+	if (o->leading && db)
+		flight_drop(db, o->fkey, o->owner);
+	o->leading = 0;
+	o->rc = rc;
+	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
+	if (outcome)
+		event(&o->user, &o->in, &o->r, outcome, 0, 0, o->now);
+	return ORCH_DONE;
+}
+
+/* A hit (first look, or a waiter's answer landed): bill 0, count the saving. */
+static enum orch_step hit(struct orch *o, struct db *db, struct cache_entry *e)
+{
+	long long saved_t, saved_m;
+
+	if (o->rid[0]) {   /* a waiter held a reservation: give it back */
+		settle(db, o->user.id, o->rid, -1, o->now);
+		o->rid[0] = 0;
+	}
+	cache_note_hit(e->id, o->user.id, o->in.tier, o->user.plan, o->now,
+		       cache_parse_micro(o->in.tier == CACHE_CONTENT ? o->cfg->cache_saving_content
+							     : o->cfg->cache_saving_session));
+	serve_hit(e, &o->r, &saved_t, &saved_m);
+	cache_entry_release(e);
+	o->rc = QC_OK;
+	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
+	event(&o->user, &o->in, &o->r, "cached", saved_t, saved_m, o->now);
+	return ORCH_DONE;
+}
+
+/* We lead: build the messages for the upstream. */
+static enum orch_step call(struct orch *o)
+{
+	json_object *m;
+
+	if (!(o->msgs = json_object_new_array()))
+		return done(o, NULL, QC_ENOMEM, NULL);
+	if (o->sys.value) {
+		m = json_object_new_object();
+		json_object_object_add(m, "role", json_object_new_string("system"));
+		json_object_object_add(m, "content", json_object_new_string_len(o->sys.value, (int)o->sys.value_len));
+		json_object_array_add(o->msgs, m);
+	}
+	m = json_object_new_object();
+	json_object_object_add(m, "role", json_object_new_string("user"));
+	json_object_object_add(m, "content", json_object_new_string_len(o->in.prompt, (int)o->in.prompt_len));
+	json_object_array_add(o->msgs, m);
+	return ORCH_CALL;
+}
+
+enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cfg,
+			  const struct auth_user *user, time_t now, const struct gen_request *in)
+{
+	struct cache_entry e = { 0 };
 	time_t exp;
 	enum qc_err rc;
-	int caches, leading = 0;
 
-	memset(r, 0, sizeof *r);
-	r->tier = in->tier;
-	snprintf(r->model, sizeof r->model, "%s", model);
-	if (!key) {
-		orch_default_key(in->task, model, in->system_prompt_key, in->spk_len, in->prompt,
-				 in->prompt_len, r->cache_key);
-		key = r->cache_key;
-		klen = 64;
+	memset(o, 0, sizeof *o);
+	o->cfg = cfg;
+	o->user = *user;
+	o->in = *in;
+	o->now = now;
+	o->t0_ms = orch_mono_ms();
+	/* a dead leader's row lapses 2 s after its call would have timed out */
+	o->hold_s = cfg->upstream_timeout_ms / 1000 + 2;
+	o->model = in->model ? in->model : cfg->upstream_model;
+	o->key = in->cache_key;
+	o->klen = in->ck_len;
+	o->r.tier = in->tier;
+	snprintf(o->r.model, sizeof o->r.model, "%s", o->model);
+	if (!o->key) {
+		orch_default_key(in->task, o->model, in->system_prompt_key, in->spk_len, in->prompt,
+				 in->prompt_len, o->r.cache_key);
+		o->key = o->r.cache_key;
+		o->klen = 64;
 	}
 
 	/* 1. the cache: a hit costs one query */
-	if ((caches = cache_plan_caches(db, user->plan, in->tier, now)) < 0) {
-		rc = QC_EDBDOWN;
-		goto out;
-	}
-	if (caches) {
-		rc = cache_get(db, user->id, in->tier, key, klen, now, &e);
-		if (rc == QC_OK) {
-			cache_note_hit(e.id, user->id, in->tier, user->plan, now,
-				       cache_parse_micro(in->tier == CACHE_CONTENT ? cfg->cache_saving_content
-									     : cfg->cache_saving_session));
-			serve_hit(&e, r, &saved_t, &saved_m);
-			r->latency_ms = mono_ms() - t0;
-			event(user, in, r, "cached", saved_t, saved_m, now);
-			goto out;
-		}
+	if ((o->caches = cache_plan_caches(db, user->plan, in->tier, now)) < 0)
+		return done(o, NULL, QC_EDBDOWN, NULL);
+	if (o->caches) {
+		rc = cache_get(db, user->id, in->tier, o->key, o->klen, now, &e);
+		if (rc == QC_OK)
+			return hit(o, db, &e);
 		if (rc != QC_ENOTFOUND)
-			goto out;
+			return done(o, NULL, rc, NULL);
 	}
 	cache_note_miss(user->id, in->tier, user->plan, now);
 
-	/* 2. the system prompt (a miss only: a hit needs no upstream call) must
-	 * exist before anything is reserved */
+	/* 2. the system prompt (a miss only) must exist before anything is reserved */
 	if (in->system_prompt_key) {
-		rc = cache_get(db, 0, CACHE_SYSTEM, in->system_prompt_key, in->spk_len, now, &sys);
+		rc = cache_get(db, 0, CACHE_SYSTEM, in->system_prompt_key, in->spk_len, now, &o->sys);
 		if (rc == QC_ENOTFOUND) {
-			snprintf(r->error, sizeof r->error, "field 'system_prompt_key' names no system-tier entry");
-			rc = QC_EINPUT;
-			goto out;
+			snprintf(o->r.error, sizeof o->r.error, "field 'system_prompt_key' names no system-tier entry");
+			return done(o, NULL, QC_EINPUT, NULL);
 		}
 		if (rc != QC_OK)
-			goto out;
-		cache_note_hit(sys.id, user->id, CACHE_SYSTEM, user->plan, now,
+			return done(o, NULL, rc, NULL);
+		cache_note_hit(o->sys.id, user->id, CACHE_SYSTEM, user->plan, now,
 			       cache_parse_micro(cfg->cache_saving_system));
 	}
 
 	/* 3. quota, and for cacheable plans the single-flight row of this
 	 * (user, tier, key) taken in the same transaction */
-	min = quota_prompt_min(in->prompt, in->prompt_len, in->max_tokens) +
-	      (sys.value ? chars(sys.value, sys.value_len) / 4 : 0);
-	if (caches) {
+	o->min = quota_prompt_min(in->prompt, in->prompt_len, in->max_tokens) +
+		 (o->sys.value ? chars(o->sys.value, o->sys.value_len) / 4 : 0);
+	if (o->caches) {
 		char buf[400];
 		int n = snprintf(buf, sizeof buf, "%lld|%s|", user->id, cache_tier_name(in->tier));
-		memcpy(buf + n, key, klen);
-		qc_sha256_hex(buf, (size_t)n + klen, fkey);
-		if (qc_random_hex(owner, 16) < 0) {
-			rc = QC_EIO;
-			goto out;
-		}
+		memcpy(buf + n, o->key, o->klen);
+		qc_sha256_hex(buf, (size_t)n + o->klen, o->fkey);
+		/* the owner names the process first (8 hex), so operators can see
+		 * which worker leads a flight */
+		snprintf(o->owner, sizeof o->owner, "%08x", (unsigned)getpid());
+		if (qc_random_hex(o->owner + 8, 12) < 0)
+			return done(o, NULL, QC_EIO, NULL);
 	}
-	rc = quota_reserve_flight(db, user->id, in->task, min, now, cfg->reservation_ttl,
-				  caches ? fkey : NULL, caches ? owner : NULL, hold_s, rid, &exp,
-				  &r->quota, &leading);
-	if (rc == QC_EQUOTA) {
-		r->latency_ms = mono_ms() - t0;
-		event(user, in, r, "quota", 0, 0, now);
-		goto out;
-	}
-	if (rc != QC_OK)
-		goto out;
-
-	/* 4. an identical miss is already calling the upstream: wait for its
-	 * cache entry (bounded); if its leader gives up, try to lead */
-	if (caches && !leading) {
-		long long wait_until = mono_ms() + cfg->upstream_timeout_ms + 2000;
-		for (;;) {
-			struct timespec ts = { 0, POLL_MS * 1000000L };
-			if (mono_ms() >= wait_until) {
-				snprintf(r->error, sizeof r->error,
-					 "an identical request is still running; gave up waiting for it");
-				rc = QC_ETIMEOUT;
-				r->latency_ms = mono_ms() - t0;
-				event(user, in, r, "timeout", 0, 0, now);
-				goto release;
-			}
-			nanosleep(&ts, NULL);
-			rc = cache_get(db, user->id, in->tier, key, klen, now, &e);
-			if (rc == QC_OK) {
-				settle(db, user->id, rid, -1, now);
-				rid[0] = 0;
-				serve_hit(&e, r, &saved_t, &saved_m);
-				r->latency_ms = mono_ms() - t0;
-				event(user, in, r, "cached", saved_t, saved_m, now);
-				goto out;
-			}
-			if (rc != QC_ENOTFOUND)
-				goto release;
-			if (flight_exists(db, fkey) == 0) {
-				int got = flight_acquire(db, fkey, owner, time(NULL), hold_s);
-				if (got < 0) {
-					rc = QC_EDBDOWN;
-					goto release;
-				}
-				if (got) {
-					leading = 1;
-					break;
-				}
-			}
-		}
-	}
-
-	/* 5. the upstream */
-	msgs = json_object_new_array();
-	if (sys.value) {
-		m = json_object_new_object();
-		json_object_object_add(m, "role", json_object_new_string("system"));
-		json_object_object_add(m, "content", json_object_new_string_len(sys.value, (int)sys.value_len));
-		json_object_array_add(msgs, m);
-	}
-	m = json_object_new_object();
-	json_object_object_add(m, "role", json_object_new_string("user"));
-	json_object_object_add(m, "content", json_object_new_string_len(in->prompt, (int)in->prompt_len));
-	json_object_array_add(msgs, m);
-	{
-		long long u0 = mono_ms();
-		rc = upstream_chat(up, model, msgs, in->max_tokens, &ur);
-		up_secs = (double)(mono_ms() - u0) / 1000.0;
-	}
-	r->upstream_calls = ur.attempts;
+	rc = quota_reserve_flight(db, user->id, in->task, o->min, now, cfg->reservation_ttl, 1,
+				  o->caches ? o->fkey : NULL, o->caches ? o->owner : NULL, o->hold_s,
+				  o->rid, &exp, &o->r.quota, &o->leading);
+	if (rc == QC_EQUOTA)
+		return done(o, NULL, rc, "quota");
 	if (rc != QC_OK) {
-		metrics_upstream(rc == QC_ETIMEOUT ? "timeout" : "upstream_error", ur.attempts, up_secs, 0, 0, 0);
-		snprintf(r->error, sizeof r->error, "%s", ur.error);
-		r->latency_ms = mono_ms() - t0;
-		event(user, in, r, rc == QC_ETIMEOUT ? "timeout" : "upstream_error", 0, 0, now);
-		goto release;
+		o->rid[0] = 0;
+		return done(o, NULL, rc, NULL);
 	}
-	if (ur.model[0])
-		snprintf(r->model, sizeof r->model, "%s", ur.model);
-	if (ur.has_usage) {
-		r->prompt_tokens = ur.prompt_tokens;
-		r->completion_tokens = ur.completion_tokens;
-	} else {   /* no usage block: estimate from the text, 4 characters a token */
-		r->prompt_tokens = (chars(in->prompt, in->prompt_len) +
-				    (sys.value ? chars(sys.value, sys.value_len) : 0) + 3) / 4;
-		r->completion_tokens = (chars(ur.content, ur.content_len) + 3) / 4;
+	if (o->caches && !o->leading) {
+		/* 4. an identical miss is already calling the upstream: wait for
+		 * its answer; past the lapse of its row (and a second), give up */
+		o->wait_deadline_ms = o->t0_ms + (o->hold_s + 1) * 1000;
+		metrics_count("qc_flight_waits_total", "", 1);
+		return ORCH_WAIT;
 	}
-	r->cost_micro = upstream_cost_micro(cfg->upstream_prices, r->model, r->prompt_tokens,
-					    r->completion_tokens);
-	metrics_upstream("ok", ur.attempts, up_secs, r->prompt_tokens, r->completion_tokens, r->cost_micro);
+	return call(o);
+}
 
-	/* 6. store, then let the waiters in */
-	if (caches) {
+enum orch_step orch_recheck(struct orch *o, struct db *db)
+{
+	struct cache_entry e = { 0 };
+	enum qc_err rc;
+	int live, got;
+
+	metrics_count("qc_flight_checks_total", "", 1);
+	rc = cache_get(db, o->user.id, o->in.tier, o->key, o->klen, o->now, &e);
+	if (rc == QC_OK)
+		return hit(o, db, &e);
+	if (rc != QC_ENOTFOUND)
+		return done(o, db, rc, NULL);
+	if ((live = flight_live(db, o->fkey, time(NULL))) < 0)
+		return done(o, db, QC_EDBDOWN, NULL);
+	if (!live) {
+		/* the leader finished without storing, failed or died: lead */
+		if ((got = flight_acquire(db, o->fkey, o->owner, time(NULL), o->hold_s)) < 0)
+			return done(o, db, QC_EDBDOWN, NULL);
+		if (got) {
+			o->leading = 1;
+			return call(o);
+		}
+	}
+	if (orch_mono_ms() >= o->wait_deadline_ms) {
+		snprintf(o->r.error, sizeof o->r.error,
+			 "an identical request is still running; gave up waiting for it");
+		return done(o, db, QC_EBUSY, "timeout");
+	}
+	return ORCH_WAIT;
+}
+
+enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
+			   struct upstream_result *ur, double up_secs)
+{
+	const struct config *cfg = o->cfg;
+	enum qc_err rc;
+
+	o->r.upstream_calls = ur->attempts;
+	if (uprc != QC_OK) {
+		metrics_upstream(uprc == QC_ETIMEOUT ? "timeout" : "upstream_error", ur->attempts, up_secs, 0, 0, 0);
+		snprintf(o->r.error, sizeof o->r.error, "%s", ur->error);
+		return done(o, db, uprc, uprc == QC_ETIMEOUT ? "timeout" : "upstream_error");
+	}
+	if (ur->model[0])
+		snprintf(o->r.model, sizeof o->r.model, "%s", ur->model);
+	if (ur->has_usage) {
+		o->r.prompt_tokens = ur->prompt_tokens;
+		o->r.completion_tokens = ur->completion_tokens;
+	} else {   /* no usage block: estimate from the text, 4 characters a token */
+		o->r.prompt_tokens = (chars(o->in.prompt, o->in.prompt_len) +
+				      (o->sys.value ? chars(o->sys.value, o->sys.value_len) : 0) + 3) / 4;
+		o->r.completion_tokens = (chars(ur->content, ur->content_len) + 3) / 4;
+	}
+	o->r.cost_micro = upstream_cost_micro(cfg->upstream_prices, o->r.model, o->r.prompt_tokens,
+					      o->r.completion_tokens);
+	metrics_upstream("ok", ur->attempts, up_secs, o->r.prompt_tokens, o->r.completion_tokens,
+			 o->r.cost_micro);
+
+	/* store, then let the waiters in */
+	if (o->caches) {
 		enum cache_put_outcome po;
 		json_object *meta = json_object_new_object();
 		size_t mlen = 0;
 		const char *ms;
 		time_t cexp;
-		json_object_object_add(meta, "task", json_object_new_string(in->task));
-		json_object_object_add(meta, "model", json_object_new_string(r->model));
-		json_object_object_add(meta, "prompt_tokens", json_object_new_int64(r->prompt_tokens));
-		json_object_object_add(meta, "completion_tokens", json_object_new_int64(r->completion_tokens));
-		json_object_object_add(meta, "total_tokens", json_object_new_int64(r->prompt_tokens + r->completion_tokens));
-		json_object_object_add(meta, "cost_micro", json_object_new_int64(r->cost_micro));
+		json_object_object_add(meta, "task", json_object_new_string(o->in.task));
+		json_object_object_add(meta, "model", json_object_new_string(o->r.model));
+		json_object_object_add(meta, "prompt_tokens", json_object_new_int64(o->r.prompt_tokens));
+		json_object_object_add(meta, "completion_tokens", json_object_new_int64(o->r.completion_tokens));
+		json_object_object_add(meta, "total_tokens", json_object_new_int64(o->r.prompt_tokens + o->r.completion_tokens));
+		json_object_object_add(meta, "cost_micro", json_object_new_int64(o->r.cost_micro));
 		ms = json_object_to_json_string_length(meta, JSON_C_TO_STRING_PLAIN, &mlen);
-		rc = cache_put(db, user->id, in->tier, key, klen, ur.content, ur.content_len, 0, ms, mlen, 0,
-			       now, cfg->cache_user_max_bytes, &po, &cexp);
+		rc = cache_put(db, o->user.id, o->in.tier, o->key, o->klen, ur->content, ur->content_len, 0,
+			       ms, mlen, 0, o->now, cfg->cache_user_max_bytes, &po, &cexp);
 		json_object_put(meta);
 		if (rc != QC_OK)
 			log_warn("orch", "storing the answer failed: %s", qc_strerror(rc));
 		else if (po == CACHE_FULL)
-			log_info("orch", "user %lld cache is full; answer not stored", user->id);
+			log_info("orch", "user %lld cache is full; answer not stored", o->user.id);
 	}
 	/* bill, and let the waiters of a flight go, in one transaction */
 	{
 		char state[16];
-		rc = quota_settle_flight(db, user->id, rid, r->prompt_tokens + r->completion_tokens, now,
-					 leading ? fkey : NULL, leading ? owner : NULL, state, NULL);
+		rc = quota_settle_flight(db, o->user.id, o->rid, o->r.prompt_tokens + o->r.completion_tokens,
+					 o->now, o->leading ? o->fkey : NULL, o->leading ? o->owner : NULL,
+					 state, NULL);
 		if (rc == QC_OK)
-			leading = 0;
+			o->leading = 0;
 		else
 			log_warn("orch", "billing failed (%s, %s); the reservation expires by itself",
 				 qc_strerror(rc), state);
 	}
-	rid[0] = 0;
-	r->content = ur.content;
-	r->content_len = ur.content_len;
-	ur.content = NULL;
-	r->latency_ms = mono_ms() - t0;
-	event(user, in, r, "ok", 0, 0, now);
-	rc = QC_OK;
-	goto out;
+	o->rid[0] = 0;
+	o->r.content = ur->content;
+	o->r.content_len = ur->content_len;
+	ur->content = NULL;
+	if (o->leading)
+		flight_drop(db, o->fkey, o->owner);
+	o->leading = 0;
+	o->rc = QC_OK;
+	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
+	event(&o->user, &o->in, &o->r, "ok", 0, 0, o->now);
+	return ORCH_DONE;
+}
 
-release:
-	if (rid[0])
-		settle(db, user->id, rid, -1, now);
-out:
-	if (leading)
-		flight_drop(db, fkey, owner);
-	json_object_put(msgs);
-	upstream_result_release(&ur);
-	cache_entry_release(&sys);
-	cache_entry_release(&e);
-	return rc;
+void orch_abort(struct orch *o, struct db *db, enum qc_err why, const char *msg)
+{
+	if (msg)
+		snprintf(o->r.error, sizeof o->r.error, "%s", msg);
+	done(o, db, why, "error");
+}
+
+void orch_release(struct orch *o)
+{
+	json_object_put(o->msgs);
+	o->msgs = NULL;
+	cache_entry_release(&o->sys);
+	gen_result_release(&o->r);
 }

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include <json-c/json.h>
+
 #include "auth.h"
 #include "cache.h"
 #include "qc.h"
@@ -19,7 +21,7 @@
 
 struct config;
 struct db;
-struct upstream;
+struct upstream_result;
 
 #define ORCH_PROMPT_MAX (512 * 1024)
 #define ORCH_MODEL_MAX 64
@@ -61,13 +63,56 @@ void orch_default_key(const char *task, const char *model, const char *spk, size
 		      const char *prompt, size_t prompt_len, char out[65]);
 
 /*
- * Run one generation for user.  QC_OK fills r.  Errors: QC_EINPUT (unknown
- * system prompt key: r->error), QC_EQUOTA (r->quota), QC_EUPSTREAM,
- * QC_ETIMEOUT, QC_EDBDOWN, QC_EDB.
+ * A generation in steps, so that no thread waits on the upstream:
+ *
+ *   orch_begin    cache -> system prompt -> reserve (+ flight row)
+ *                 DONE (hit, refusal, error) | CALL (we lead: call the
+ *                 upstream with o->msgs) | WAIT (an identical call is in
+ *                 flight: check again later)
+ *   orch_recheck  a waiter looks again: DONE (its answer landed, or it gave
+ *                 up with QC_EBUSY) | CALL (the leader's row lapsed and we
+ *                 took it over) | WAIT
+ *   orch_finish   the upstream answered (or failed): store, bill, drop the
+ *                 flight row -> DONE
+ *   orch_abort    shutdown: release the reservation and the flight row
+ *
+ * struct orch must not move between steps (it points into itself) and the
+ * strings of `in` must outlive it.  Each step uses the db it is given (any
+ * pooled connection).  o->rc and o->r hold the outcome once DONE.
  */
-enum qc_err orch_generate(struct db *db, struct upstream *up, const struct config *cfg,
-			  const struct auth_user *user, time_t now,
-			  const struct gen_request *in, struct gen_result *r);
-void gen_result_release(struct gen_result *r);
+enum orch_step { ORCH_DONE, ORCH_CALL, ORCH_WAIT };
+
+struct orch {
+	const struct config *cfg;
+	struct auth_user user;
+	struct gen_request in;
+	time_t now;
+	const char *model;
+	const char *key;
+	size_t klen;
+	long long t0_ms;
+	int caches, leading;
+	long long min, hold_s;
+	char rid[QUOTA_ID_LEN + 1], fkey[65], owner[33];
+	struct cache_entry sys;
+	long long wait_deadline_ms;      /* a waiter gives up then (monotonic ms) */
+	json_object *msgs;               /* ORCH_CALL: the messages to send */
+	enum qc_err rc;                  /* ORCH_DONE: the outcome */
+	struct gen_result r;
+};
+
+enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cfg,
+			  const struct auth_user *user, time_t now, const struct gen_request *in);
+enum orch_step orch_recheck(struct orch *o, struct db *db);
+/* uprc: the upstream's outcome; ur its result (content taken over on QC_OK);
+ * up_secs the call's duration. */
+enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
+			   struct upstream_result *ur, double up_secs);
+/* Give back what o holds (reservation, flight row); o->rc = why. */
+void orch_abort(struct orch *o, struct db *db, enum qc_err why, const char *msg);
+/* Free what o owns (not o itself). */
+void orch_release(struct orch *o);
+/* Monotonic clock in milliseconds. */
+long long orch_mono_ms(void);
 
 #endif

@@ -30,6 +30,8 @@ const char *qc_strerror(enum qc_err e)
 	case QC_ECONFIG:    return "configuration error";
 	case QC_EIO:        return "i/o error";
 	case QC_ESTORAGE:   return "storage quota exhausted";
+	case QC_EBUSY:      return "too many generations in flight in this worker";
+	case QC_EUSERBUSY:  return "too many generations in flight for this user";
 	}
 	return "unknown error";
 }
@@ -49,6 +51,8 @@ int qc_http_status(enum qc_err e)
 	case QC_EDBDOWN:    return 503;
 	case QC_ETIMEOUT:   return 504;
 	case QC_ESTORAGE:   return 507;
+	case QC_EBUSY:      return 503;
+	case QC_EUSERBUSY:  return 429;
 	case QC_ENOMEM: case QC_EDB: case QC_ECONFIG: case QC_EIO:
 		break;
 	}

@@ -28,7 +28,9 @@ enum qc_err {
 	QC_ETIMEOUT,    /* upstream timed out */
 	QC_ECONFIG,     /* configuration invalid */
 	QC_EIO,         /* file or system call failed */
-	QC_ESTORAGE     /* storage quota exhausted */
+	QC_ESTORAGE,    /* storage quota exhausted */
+	QC_EBUSY,       /* too many calls in flight in this process (503) */
+	QC_EUSERBUSY    /* too many calls in flight for this user (429) */
 };
 
 /* Short lowercase description of an error code; never NULL. */

@@ -232,7 +232,7 @@ static const char SQL_STATUS_EST[] = STATUS_HEAD
 	" GREATEST(COALESCE((SELECT tokens FROM task_estimates WHERE task = ?),"
 	"   (SELECT tokens FROM task_estimates WHERE task = 'default'), 1500), ?)" STATUS_TAIL;
 static const char SQL_EXPIRE_USER[] = "CALL qc_expire_user(?, ?)";
-static const char SQL_RESERVE[] = "CALL qc_reserve(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+static const char SQL_RESERVE[] = "CALL qc_reserve(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 static const char SQL_SETTLE[] = "CALL qc_settle(?, ?, ?, ?, ?, ?)";
 static const char SQL_USER_PLAN[] = "SELECT plan FROM users WHERE id = ?";
 static const char SQL_OVR_SET[] =
@@ -321,18 +321,18 @@ enum qc_err quota_reserve(struct db *db, long long user, const char *task,
 			  long long min, time_t now, long long ttl,
 			  char id[QUOTA_ID_LEN + 1], time_t *expires, struct quota_status *st)
 {
-	return quota_reserve_flight(db, user, task, min, now, ttl, NULL, NULL, 0, id, expires, st, NULL);
+	return quota_reserve_flight(db, user, task, min, now, ttl, 0, NULL, NULL, 0, id, expires, st, NULL);
 }
 
 enum qc_err quota_reserve_flight(struct db *db, long long user, const char *task,
-				 long long min, time_t now, long long ttl, const char *flight,
+				 long long min, time_t now, long long ttl, int gen, const char *flight,
 				 const char *owner, long long hold_s, char id[QUOTA_ID_LEN + 1],
 				 time_t *expires, struct quota_status *st, int *leader)
 {
 	time_t day = quota_window_start(QUOTA_DAY, now), month = quota_window_start(QUOTA_MONTH, now);
 	time_t hour = quota_window_start(QUOTA_HOUR, now);
 	struct db_rows *r = NULL;
-	struct db_val p[12];
+	struct db_val p[13];
 	enum qc_err rc;
 	const char *outcome;
 
@@ -354,7 +354,8 @@ enum qc_err quota_reserve_flight(struct db *db, long long user, const char *task
 	p[9] = flight ? DB_STR(flight) : DB_NULLV;
 	p[10] = owner ? DB_STR(owner) : DB_NULLV;
 	p[11] = DB_INT(hold_s);
-	if ((rc = db_query(db, SQL_RESERVE, p, 12, &r)) != QC_OK)
+	p[12] = DB_INT(gen ? 1 : 0);
+	if ((rc = db_query(db, SQL_RESERVE, p, 13, &r)) != QC_OK)
 		return rc;
 	if (r->nrows != 1 || r->ncols != 15) {
 		db_rows_free(r);
@@ -377,10 +378,12 @@ enum qc_err quota_reserve_flight(struct db *db, long long user, const char *task
 	st->w[QUOTA_MONTH].over = (int)db_cell_ll(r, 0, 11);
 	st->w[QUOTA_HOUR].over = (int)db_cell_ll(r, 0, 12);
 	quota_overall(st);
-	rc = strcmp(outcome, "ok") == 0 ? QC_OK : QC_EQUOTA;
+	rc = strcmp(outcome, "ok") == 0 ? QC_OK : strcmp(outcome, "busy") == 0 ? QC_EUSERBUSY : QC_EQUOTA;
 	snprintf(st->plan, sizeof st->plan, "%s", db_cell(r, 0, 13));
-	if (leader)
+	if (leader && rc == QC_OK)
 		*leader = db_cell_ll(r, 0, 14) == 1;
+	if (rc == QC_EUSERBUSY)
+		st->inflight_cap = db_cell_ll(r, 0, 14);
 	db_rows_free(r);
 	if (rc != QC_OK)
 		id[0] = 0;

@@ -44,6 +44,7 @@ struct quota_status {
 	enum quota_level overall;
 	long long estimate;   /* of the task asked about (check, reserve) */
 	int override;         /* an override replaces some of the plan's limits */
+	long long inflight_cap;   /* the plan's cap of generations in flight (on QC_EUSERBUSY) */
 };
 
 /* --- pure ------------------------------------------------------------ */
@@ -100,9 +101,11 @@ enum qc_err quota_reserve(struct db *db, long long user, const char *task,
  * quota_reserve that also takes the single-flight row flight (64 hex) for
  * owner (32 hex), held hold_s seconds, in the same transaction when the call
  * is admitted: *leader gets 1 if owner holds it.  flight NULL: no flight.
+ * gen: a generation, to which the plan's cap of calls in flight applies
+ * (QC_EUSERBUSY past it, st->inflight_cap set).
  */
 enum qc_err quota_reserve_flight(struct db *db, long long user, const char *task,
-				 long long min, time_t now, long long ttl, const char *flight,
+				 long long min, time_t now, long long ttl, int gen, const char *flight,
 				 const char *owner, long long hold_s, char id[QUOTA_ID_LEN + 1],
 				 time_t *expires, struct quota_status *st, int *leader);
 

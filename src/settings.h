@@ -46,6 +46,12 @@ struct config {
 	long long upstream_backoff_ms;
 	char *upstream_prices;   /* "model:in_per_1k:out_per_1k,..." */
 	char *prompts_dir;
+	/* concurrency (SPEC §9) */
+	long long worker_threads;       /* request threads per process */
+	long long completion_threads;   /* threads finishing upstream calls */
+	long long db_pool_size;         /* database connections per process */
+	long long max_inflight;         /* generations in flight per process (then 503) */
+	long long shutdown_grace_ms;    /* SIGTERM: time given to calls in flight */
 };
 
 /* Fill c with built-in defaults.  Returns 0, or -1 on allocation failure. */

@@ -1,11 +1,17 @@
 /*
  * upstream.c - libcurl client for OpenAI-compatible chat completions.
- * State: one reused CURL easy handle and its response buffer.
+ * State: none shared.  Each call (struct up_call) has its own easy handle,
+ * request body and response buffer, and belongs to one thread at a time
+ * (the multi loop of inflight.c while in flight).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -14,35 +20,50 @@
 #include "upstream.h"
 
 #define MAX_RESPONSE (8 << 20)
+/* curl's sockets live at or above this descriptor, so the FastCGI
+ * connections (which libfcgi hands to select(), limited to FD_SETSIZE)
+ * keep the low numbers even with hundreds of calls in flight */
+#define HIGH_FD 1024
 
-struct upstream {
+struct up_call {
 	const struct config *cfg;
 	CURL *h;
-	char *buf;
+	struct curl_slist *hdrs;
+	char *body;                 /* the request JSON */
+	size_t blen;
+	char url[1024];
+	char *buf;                  /* the response */
 	size_t len, cap;
 	long long retry_after;      /* from the last response, seconds; -1 none */
+	long long started_ms, deadline_ms;
+	int attempt;
+	enum qc_err rc;
+	struct upstream_result res;
 };
+
+/* blocking client: only the configuration (each call has its own handle) */
+struct upstream {
+	const struct config *cfg;
+};
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 struct upstream *upstream_new(const struct config *cfg)
 {
 	struct upstream *u = calloc(1, sizeof *u);
 
-	if (!u)
-		return NULL;
-	u->cfg = cfg;
-	if (!(u->h = curl_easy_init())) {
-		free(u);
-		return NULL;
-	}
+	if (u)
+		u->cfg = cfg;
 	return u;
 }
 
 void upstream_free(struct upstream *u)
 {
-	if (!u)
-		return;
-	curl_easy_cleanup(u->h);
-	free(u->buf);
 	free(u);
 }
 
@@ -54,13 +75,13 @@ void upstream_result_release(struct upstream_result *r)
 
 static size_t on_data(char *p, size_t sz, size_t n, void *ud)
 {
-	struct upstream *u = ud;
+	struct up_call *u = ud;
 	size_t add = sz * n;
 
 	if (u->len + add > MAX_RESPONSE)
 		return 0;   /* aborts the transfer */
 	if (u->len + add + 1 > u->cap) {
-		size_t ncap = (u->cap ? u->cap * 2 : 16384) + add;
+		size_t ncap = (u->cap ? u->cap * 2 : 4096) + add;
 		char *t = realloc(u->buf, ncap);
 		if (!t)
 			return 0;
@@ -75,7 +96,7 @@ static size_t on_data(char *p, size_t sz, size_t n, void *ud)
 
 static size_t on_header(char *p, size_t sz, size_t n, void *ud)
 {
-	struct upstream *u = ud;
+	struct up_call *u = ud;
 	size_t len = sz * n;
 
 	if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
@@ -84,6 +105,21 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud)
 			u->retry_after = v;
 	}
 	return len;
+}
+
+static curl_socket_t open_high(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol), hi;
+
+	(void)ud;
+	(void)purpose;
+	if (fd < 0)
+		return CURL_SOCKET_BAD;
+	if (fd < HIGH_FD && (hi = fcntl(fd, F_DUPFD_CLOEXEC, HIGH_FD)) >= 0) {
+		close(fd);
+		fd = hi;
+	}
+	return fd;
 }
 
 int upstream_parse(const char *body, size_t len, struct upstream_result *r)
@@ -176,125 +212,193 @@ long long upstream_backoff_ms(long long base_ms, int n, long long retry_after_s,
 	return ms;
 }
 
-static long long now_ms(void)
+struct up_call *up_call_new(const struct config *c, const char *model, json_object *messages,
+			    long long max_tokens)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-enum qc_err upstream_chat(struct upstream *u, const char *model, json_object *messages,
-			  long long max_tokens, struct upstream_result *r)
-{
-	const struct config *c = u->cfg;
-	char url[1024], auth[1100];
-	struct curl_slist *hdrs = NULL;
+	struct up_call *u = calloc(1, sizeof *u);
 	json_object *req = json_object_new_object();
 	const char *body;
-	size_t blen;
-	long long start = now_ms(), deadline = start + c->upstream_timeout_ms;
-	enum qc_err rc = QC_EUPSTREAM;
+	size_t blen = 0;
 
-	memset(r, 0, sizeof *r);
-	snprintf(r->model, sizeof r->model, "%s", model);
-	if (!req)
-		return QC_ENOMEM;
+	if (!u || !req)
+		goto fail;
+	u->cfg = c;
+	snprintf(u->res.model, sizeof u->res.model, "%s", model);
 	json_object_object_add(req, "model", json_object_new_string(model));
 	json_object_object_add(req, "messages", json_object_get(messages));
 	if (max_tokens > 0)
 		json_object_object_add(req, "max_tokens", json_object_new_int64(max_tokens));
 	body = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &blen);
-	snprintf(url, sizeof url, "%s/chat/completions", c->upstream_base_url);
-	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-	hdrs = curl_slist_append(hdrs, "Expect:");
-	if (c->upstream_key && *c->upstream_key) {
-		snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->upstream_key);
-		hdrs = curl_slist_append(hdrs, auth);
-	}
-	for (int attempt = 0;; attempt++) {
-		long long left = deadline - now_ms();
-		CURLcode cc;
-		long status = 0;
-
-		if (left <= 0) {
-			snprintf(r->error, sizeof r->error, "the upstream did not answer within %lld ms",
-				 c->upstream_timeout_ms);
-			rc = QC_ETIMEOUT;
-			break;
-		}
-		u->len = 0;
-		u->retry_after = -1;
-		/* options are set again each time; the handle keeps its connections */
-		curl_easy_setopt(u->h, CURLOPT_URL, url);
-		curl_easy_setopt(u->h, CURLOPT_POST, 1L);
-		curl_easy_setopt(u->h, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(u->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-		curl_easy_setopt(u->h, CURLOPT_HTTPHEADER, hdrs);
-		curl_easy_setopt(u->h, CURLOPT_WRITEFUNCTION, on_data);
-		curl_easy_setopt(u->h, CURLOPT_WRITEDATA, u);
-		curl_easy_setopt(u->h, CURLOPT_HEADERFUNCTION, on_header);
-		curl_easy_setopt(u->h, CURLOPT_HEADERDATA, u);
-		curl_easy_setopt(u->h, CURLOPT_CONNECTTIMEOUT_MS, c->upstream_connect_timeout_ms < left
-				 ? c->upstream_connect_timeout_ms : left);
-		curl_easy_setopt(u->h, CURLOPT_TIMEOUT_MS, left);
-		curl_easy_setopt(u->h, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(u->h, CURLOPT_SSL_VERIFYPEER, 1L);
-		curl_easy_setopt(u->h, CURLOPT_SSL_VERIFYHOST, 2L);
-		curl_easy_setopt(u->h, CURLOPT_PROTOCOLS_STR, "http,https");
-		curl_easy_setopt(u->h, CURLOPT_FOLLOWLOCATION, 0L);
-		curl_easy_setopt(u->h, CURLOPT_TCP_KEEPALIVE, 1L);
-		curl_easy_setopt(u->h, CURLOPT_USERAGENT, "quotacache/" QC_VERSION);
-		r->attempts = attempt + 1;
-		cc = curl_easy_perform(u->h);
-		if (cc == CURLE_OPERATION_TIMEDOUT) {
-			snprintf(r->error, sizeof r->error, "the upstream did not answer within %lld ms",
-				 c->upstream_timeout_ms);
-			rc = QC_ETIMEOUT;
-			break;
-		}
-		if (cc != CURLE_OK) {
-			/* refused, reset, truncated body (CURLE_PARTIAL_FILE), ... */
-			snprintf(r->error, sizeof r->error, "upstream transfer failed: %s",
-				 curl_easy_strerror(cc));
-			rc = QC_EUPSTREAM;
-			break;
-		}
-		curl_easy_getinfo(u->h, CURLINFO_RESPONSE_CODE, &status);
-		r->http_status = status;
-		if (status == 429 || status >= 500) {
-			snprintf(r->error, sizeof r->error, "the upstream answered HTTP %ld", status);
-			rc = QC_EUPSTREAM;
-			if (attempt >= c->upstream_retries)
-				break;
-			long long wait = upstream_backoff_ms(c->upstream_backoff_ms, attempt, u->retry_after,
-							     (double)rand() / ((double)RAND_MAX + 1.0));
-			if (now_ms() + wait >= deadline) {
-				snprintf(r->error, sizeof r->error,
-					 "the upstream answered HTTP %ld and its Retry-After passes the time budget", status);
-				break;
-			}
-			log_info("upstream", "HTTP %ld, retry %d in %lld ms", status, attempt + 1, wait);
-			struct timespec ts = { wait / 1000, (long)(wait % 1000) * 1000000L };
-			nanosleep(&ts, NULL);
-			continue;
-		}
-		if (status != 200) {
-			snprintf(r->error, sizeof r->error, "the upstream answered HTTP %ld", status);
-			rc = QC_EUPSTREAM;
-			break;
-		}
-		if (upstream_parse(u->buf ? u->buf : "", u->len, r) < 0) {
-			rc = QC_EUPSTREAM;
-			break;
-		}
-		rc = QC_OK;
-		break;
-	}
-	curl_slist_free_all(hdrs);
+	if (!body || !(u->body = malloc(blen + 1)))
+		goto fail;
+	memcpy(u->body, body, blen + 1);
+	u->blen = blen;
 	json_object_put(req);
-	/* the key sits in the header list only; nothing of it is logged */
-	memset(auth, 0, sizeof auth);
-	if (rc != QC_OK)
+	req = NULL;
+	snprintf(u->url, sizeof u->url, "%s/chat/completions", c->upstream_base_url);
+	u->hdrs = curl_slist_append(u->hdrs, "Content-Type: application/json");
+	u->hdrs = curl_slist_append(u->hdrs, "Expect:");
+	if (c->upstream_key && *c->upstream_key) {
+		size_t alen = strlen(c->upstream_key) + 32;
+		char *auth = malloc(alen);
+		struct curl_slist *t;
+		if (!auth)
+			goto fail;
+		snprintf(auth, alen, "Authorization: Bearer %s", c->upstream_key);
+		t = curl_slist_append(u->hdrs, auth);
+		/* the key sits in the header list only; nothing of it is logged */
+		explicit_bzero(auth, alen);
+		free(auth);
+		if (!t)
+			goto fail;
+		u->hdrs = t;
+	}
+	if (!u->hdrs || !(u->h = curl_easy_init()))
+		goto fail;
+	u->started_ms = now_ms();
+	u->deadline_ms = u->started_ms + c->upstream_timeout_ms;
+	u->rc = QC_EUPSTREAM;
+	return u;
+fail:
+	json_object_put(req);
+	up_call_free(u);
+	return NULL;
+}
+
+void up_call_free(struct up_call *u)
+{
+	if (!u)
+		return;
+	if (u->h)
+		curl_easy_cleanup(u->h);
+	curl_slist_free_all(u->hdrs);
+	free(u->body);
+	free(u->buf);
+	upstream_result_release(&u->res);
+	free(u);
+}
+
+CURL *up_call_attempt(struct up_call *u)
+{
+	const struct config *c = u->cfg;
+	long long left = u->deadline_ms - now_ms();
+
+	if (left <= 0) {
+		snprintf(u->res.error, sizeof u->res.error, "the upstream did not answer within %lld ms",
+			 c->upstream_timeout_ms);
+		u->rc = QC_ETIMEOUT;
+		return NULL;
+	}
+	u->len = 0;
+	u->retry_after = -1;
+	curl_easy_setopt(u->h, CURLOPT_URL, u->url);
+	curl_easy_setopt(u->h, CURLOPT_POST, 1L);
+	curl_easy_setopt(u->h, CURLOPT_POSTFIELDS, u->body);
+	curl_easy_setopt(u->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)u->blen);
+	curl_easy_setopt(u->h, CURLOPT_HTTPHEADER, u->hdrs);
+	curl_easy_setopt(u->h, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(u->h, CURLOPT_WRITEDATA, u);
+	curl_easy_setopt(u->h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(u->h, CURLOPT_HEADERDATA, u);
+	curl_easy_setopt(u->h, CURLOPT_OPENSOCKETFUNCTION, open_high);
+	curl_easy_setopt(u->h, CURLOPT_CONNECTTIMEOUT_MS, c->upstream_connect_timeout_ms < left
+			 ? c->upstream_connect_timeout_ms : left);
+	curl_easy_setopt(u->h, CURLOPT_TIMEOUT_MS, left);
+	curl_easy_setopt(u->h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(u->h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(u->h, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(u->h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(u->h, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(u->h, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(u->h, CURLOPT_USERAGENT, "quotacache/" QC_VERSION);
+	curl_easy_setopt(u->h, CURLOPT_PRIVATE, u);
+	u->res.attempts = ++u->attempt;
+	return u->h;
+}
+
+long long up_call_attempt_done(struct up_call *u, CURLcode cc)
+{
+	const struct config *c = u->cfg;
+	struct upstream_result *r = &u->res;
+	long status = 0;
+
+	if (cc == CURLE_OPERATION_TIMEDOUT) {
+		snprintf(r->error, sizeof r->error, "the upstream did not answer within %lld ms",
+			 c->upstream_timeout_ms);
+		u->rc = QC_ETIMEOUT;
+		return 0;
+	}
+	if (cc != CURLE_OK) {
+		/* refused, reset, truncated body (CURLE_PARTIAL_FILE), ... */
+		snprintf(r->error, sizeof r->error, "upstream transfer failed: %s", curl_easy_strerror(cc));
+		u->rc = QC_EUPSTREAM;
+		return 0;
+	}
+	curl_easy_getinfo(u->h, CURLINFO_RESPONSE_CODE, &status);
+	r->http_status = status;
+	if (status == 429 || status >= 500) {
+		long long wait;
+		snprintf(r->error, sizeof r->error, "the upstream answered HTTP %ld", status);
+		u->rc = QC_EUPSTREAM;
+		if (u->attempt > c->upstream_retries)
+			return 0;
+		wait = upstream_backoff_ms(c->upstream_backoff_ms, u->attempt - 1, u->retry_after,
+					   (double)rand() / ((double)RAND_MAX + 1.0));
+		if (now_ms() + wait >= u->deadline_ms) {
+			snprintf(r->error, sizeof r->error,
+				 "the upstream answered HTTP %ld and its Retry-After passes the time budget", status);
+			return 0;
+		}
+		log_info("upstream", "HTTP %ld, retry %d in %lld ms", status, u->attempt, wait);
+		return wait < 1 ? 1 : wait;
+	}
+	if (status != 200) {
+		snprintf(r->error, sizeof r->error, "the upstream answered HTTP %ld", status);
+		u->rc = QC_EUPSTREAM;
+		return 0;
+	}
+	if (upstream_parse(u->buf ? u->buf : "", u->len, r) < 0) {
+		u->rc = QC_EUPSTREAM;
+		return 0;
+	}
+	u->rc = QC_OK;
+	return 0;
+}
+
+CURL *up_call_handle(struct up_call *u)
+{
+	return u->h;
+}
+
+enum qc_err up_call_result(struct up_call *u, struct upstream_result *r, double *secs)
+{
+	*r = u->res;
+	memset(&u->res, 0, sizeof u->res);   /* the content moves to r */
+	if (secs)
+		*secs = (double)(now_ms() - u->started_ms) / 1000.0;
+	if (u->rc != QC_OK)
 		log_warn("upstream", "call failed after %d attempt(s): %s", r->attempts, r->error);
+	return u->rc;
+}
+
+enum qc_err upstream_chat(struct upstream *up, const char *model, json_object *messages,
+			  long long max_tokens, struct upstream_result *r)
+{
+	struct up_call *u = up_call_new(up->cfg, model, messages, max_tokens);
+	enum qc_err rc;
+	CURL *h;
+
+	memset(r, 0, sizeof *r);
+	if (!u)
+		return QC_ENOMEM;
+	while ((h = up_call_attempt(u))) {
+		long long wait = up_call_attempt_done(u, curl_easy_perform(h));
+		struct timespec ts = { wait / 1000, (long)(wait % 1000) * 1000000L };
+		if (!wait)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	rc = up_call_result(u, r, NULL);
+	up_call_free(u);
 	return rc;
 }

@@ -1,9 +1,11 @@
 /*
  * upstream.h - the OpenAI-compatible chat-completions client (libcurl).
  *
- * One handle per worker, reused across calls (keep-alive, TLS session
- * reuse), TLS verification on.  Retries 429/5xx a bounded number of times
- * with exponential backoff and jitter, honouring Retry-After within the
+ * Each call is a struct up_call with its own easy handle, driven either by
+ * a libcurl multi loop (inflight.c: thousands at once in one thread) or by
+ * upstream_chat() (blocking, for tools and tests).  TLS verification on.
+ * Retries 429/5xx a bounded number of times with exponential backoff and
+ * jitter, honouring Retry-After within the
  * total time budget.  The API key is sent only in the Authorization header
  * and never logged or returned.
  */
@@ -12,6 +14,7 @@
 
 #include <stddef.h>
 
+#include <curl/curl.h>
 #include <json-c/json.h>
 
 #include "qc.h"
@@ -44,6 +47,23 @@ void upstream_free(struct upstream *u);
 enum qc_err upstream_chat(struct upstream *u, const char *model, json_object *messages,
 			  long long max_tokens, struct upstream_result *r);
 void upstream_result_release(struct upstream_result *r);
+
+/* --- one call, driven by the caller's loop ------------------------------- */
+struct up_call;
+/* A call of model with messages (borrowed; serialised at once).  NULL: ENOMEM. */
+struct up_call *up_call_new(const struct config *cfg, const char *model, json_object *messages,
+			    long long max_tokens);
+void up_call_free(struct up_call *u);
+/* The easy handle set up for the next attempt (CURLOPT_PRIVATE = u), or
+ * NULL when the time budget is spent (the call is over). */
+CURL *up_call_attempt(struct up_call *u);
+/* The attempt ended with cc: 0 = the call is over; else wait that many ms
+ * and attempt again (429/5xx retries with backoff). */
+long long up_call_attempt_done(struct up_call *u, CURLcode cc);
+/* The call's easy handle (to remove it from a multi handle). */
+CURL *up_call_handle(struct up_call *u);
+/* The outcome; r takes the content.  *secs (may be NULL): time since new. */
+enum qc_err up_call_result(struct up_call *u, struct upstream_result *r, double *secs);
 
 /*
  * Parse an OpenAI chat-completion body into r (content, usage, model).

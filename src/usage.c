@@ -1,51 +1,46 @@
 /*
  * usage.c - the usage_events queue of this worker and the usage reports.
  * Invariant: a queued event is written by the next successful usage_flush
- * exactly once.
+ * exactly once.  Shared state: usage_accum (its own lock, accum.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "accum.h"
 #include "db.h"
 #include "log.h"
 #include "usage.h"
 
-#define MAX_QUEUED 256
+#define MAX_QUEUED 4096
 
-static struct usage_event queue[MAX_QUEUED];
-static unsigned nqueued;
-static time_t queued_since;
+static enum qc_err write_events(struct db *db, void *recs, unsigned n);
+
+struct accum usage_accum = ACCUM_INIT("usage events", struct usage_event, MAX_QUEUED,
+				      NULL, NULL, write_events, NULL);
 
 void usage_note(const struct usage_event *ev)
 {
-	if (nqueued == MAX_QUEUED) {
-		log_warn("usage", "usage queue full; an event is dropped");
-		return;
-	}
-	if (!nqueued)
-		queued_since = ev->created_at;
-	queue[nqueued++] = *ev;
+	accum_add(&usage_accum, ev, ev->created_at);
 }
 
 int usage_flush_in(time_t now)
 {
-	return qc_flush_due(nqueued, MAX_QUEUED, queued_since, now);
+	return accum_due(&usage_accum, now);
 }
 
 #define NCOL 13
 
-enum qc_err usage_flush(struct db *db)
+static enum qc_err write_events(struct db *db, void *recs, unsigned n)
 {
+	const struct usage_event *q = recs;
 	struct db_val *p;
 	enum qc_err rc;
 
-	if (!nqueued)
-		return QC_OK;
-	if (!(p = calloc(nqueued * NCOL, sizeof *p)))
+	if (!(p = calloc((size_t)n * NCOL, sizeof *p)))
 		return QC_ENOMEM;
-	for (unsigned i = 0; i < nqueued; i++) {
-		const struct usage_event *e = &queue[i];
+	for (unsigned i = 0; i < n; i++) {
+		const struct usage_event *e = &q[i];
 		struct db_val *v = p + i * NCOL;
 		v[0] = DB_INT(e->user_id);
 		v[1] = DB_STR(e->plan);
@@ -64,11 +59,14 @@ enum qc_err usage_flush(struct db *db)
 	rc = db_exec_batch(db, "INSERT INTO usage_events (user_id, plan, task, model, prompt_tokens,"
 			   " completion_tokens, cost_micro, saved_tokens, saved_micro, cached, outcome,"
 			   " latency_ms, created_at) VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			   ", ", nqueued, "", p, nqueued * NCOL);
-	if (rc == QC_OK)
-		nqueued = 0;
+			   ", ", n, "", p, n * NCOL);
 	free(p);
 	return rc;
+}
+
+enum qc_err usage_flush(struct db *db)
+{
+	return accum_flush(&usage_accum, db);
 }
 
 #define SUMS " COUNT(*), SUM(cached), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_micro)," \

@@ -41,4 +41,8 @@ enum qc_err usage_by_task(struct db *db, long long user, int global, time_t from
 /* The same columns per plan (everyone). */
 enum qc_err usage_by_plan(struct db *db, time_t from, time_t to, struct db_rows **out);
 
+/* The queue of events (accum.h), flushed by the worker. */
+struct accum;
+extern struct accum usage_accum;
+
 #endif

@@ -1,0 +1,506 @@
+/*
+ * inflight.c - the multi loop, the job queue and the completion threads of
+ * one worker process (see inflight.h for the picture and the ownership).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "dbpool.h"
+#include "inflight.h"
+#include "log.h"
+#include "metrics.h"
+#include "settings.h"
+#include "upstream.h"
+
+#define CHECK_MS 250          /* cross-process waiters: 4 checks a second */
+#define LOCAL_CHECK_MS 2000   /* same-process waiters are woken; this is a safety net */
+
+enum kind { K_CALL, K_WAIT, K_DONE, K_CHECK, K_ABORT };
+
+struct wake { char fkey[65]; struct wake *next; };
+
+struct list { struct conn *head; };
+
+struct inflight {
+	const struct config *cfg;
+	struct dbpool *pool;
+	inflight_respond_fn respond;
+	unsigned nthreads;
+	pthread_t loop_tid, *tids;
+	int started;
+	CURLM *multi;
+	/* under mu: the loop's inbox and the job queue */
+	pthread_mutex_t mu;
+	pthread_cond_t jobs_cv;
+	struct conn *inbox;
+	struct wake *wakes;
+	struct conn *jobs_head, *jobs_tail;
+	int abort_all, stop;
+	/* the loop thread's own */
+	struct list calling, waiting, retrying;
+	/* atomics */
+	atomic_long admitted, calls, waiters;
+	atomic_int draining;
+};
+
+/* --- conns ------------------------------------------------------------- */
+
+struct conn *conn_new(void)
+{
+	struct conn *c = calloc(1, sizeof *c);
+
+	if (c)
+		FCGX_InitRequest(&c->fr, 0, FCGI_FAIL_ACCEPT_ON_INTR);
+	return c;
+}
+
+void conn_finish(struct conn *c)
+{
+	double secs = (double)(orch_mono_ms() - c->t0_ms) / 1000.0;
+
+	metrics_http(c->req.match.route ? c->req.match.route->name : "unmatched", c->req.status, secs);
+	http_req_release(&c->req);
+	FCGX_Finish_r(&c->fr);
+	free(c);
+}
+
+/* --- lists (loop thread only) ------------------------------------------ */
+
+static void list_add(struct list *l, struct conn *c)
+{
+	c->prev = NULL;
+	c->next = l->head;
+	if (l->head)
+		l->head->prev = c;
+	l->head = c;
+}
+
+static void list_del(struct list *l, struct conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		l->head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+}
+
+/* --- hand-offs ------------------------------------------------------------ */
+
+static void to_loop(struct inflight *f, struct conn *c, int kind)
+{
+	c->kind = kind;
+	pthread_mutex_lock(&f->mu);
+	c->next = f->inbox;
+	f->inbox = c;
+	pthread_mutex_unlock(&f->mu);
+	curl_multi_wakeup(f->multi);
+}
+
+static void to_jobs(struct inflight *f, struct conn *c, int kind)
+{
+	c->kind = kind;
+	c->next = NULL;
+	pthread_mutex_lock(&f->mu);
+	if (f->jobs_tail)
+		f->jobs_tail->next = c;
+	else
+		f->jobs_head = c;
+	f->jobs_tail = c;
+	pthread_cond_signal(&f->jobs_cv);
+	pthread_mutex_unlock(&f->mu);
+}
+
+static void wake(struct inflight *f, const char *fkey)
+{
+	struct wake *w = malloc(sizeof *w);
+
+	if (!w)
+		return;   /* the waiters' safety-net check still finds the answer */
+	memcpy(w->fkey, fkey, sizeof w->fkey);
+	pthread_mutex_lock(&f->mu);
+	w->next = f->wakes;
+	f->wakes = w;
+	pthread_mutex_unlock(&f->mu);
+	curl_multi_wakeup(f->multi);
+}
+
+int inflight_admit(struct inflight *f)
+{
+	if (atomic_load(&f->draining))
+		return 0;
+	if (atomic_fetch_add(&f->admitted, 1) >= f->cfg->max_inflight) {
+		atomic_fetch_sub(&f->admitted, 1);
+		return 0;
+	}
+	return 1;
+}
+
+void inflight_unadmit(struct inflight *f)
+{
+	atomic_fetch_sub(&f->admitted, 1);
+}
+
+/* CALL: make the upstream call and hand it to the loop; DONE on failure. */
+static int start_call(struct inflight *f, struct conn *c)
+{
+	struct orch *o = c->o;
+
+	if (!(c->up = up_call_new(f->cfg, o->model, o->msgs, o->in.max_tokens)))
+		return -1;
+	json_object_put(o->msgs);   /* serialised into the call */
+	o->msgs = NULL;
+	atomic_fetch_add(&f->calls, 1);
+	to_loop(f, c, K_CALL);
+	return 0;
+}
+
+/* The generation is over: answer, finish the request, give the slot back. */
+static void finish(struct inflight *f, struct conn *c)
+{
+	f->respond(&c->req, c->o);
+	orch_release(c->o);
+	free(c->o);
+	c->o = NULL;
+	conn_finish(c);
+	inflight_unadmit(f);
+}
+
+static void next_step(struct inflight *f, struct conn *c, enum orch_step step, struct db *db)
+{
+	if (step == ORCH_CALL && start_call(f, c) < 0) {
+		orch_abort(c->o, db, QC_ENOMEM, NULL);
+		step = ORCH_DONE;
+	}
+	if (step == ORCH_WAIT) {
+		atomic_fetch_add(&f->waiters, 1);
+		to_loop(f, c, K_WAIT);
+	} else if (step == ORCH_DONE) {
+		finish(f, c);
+	}
+}
+
+void inflight_park(struct inflight *f, struct conn *c, struct orch *o, enum orch_step step)
+{
+	c->o = o;
+	c->req.parked = 1;
+	next_step(f, c, step, NULL);
+}
+
+/* --- completion threads ------------------------------------------------ */
+
+static void *completion_main(void *arg)
+{
+	struct inflight *f = arg;
+
+	for (;;) {
+		struct conn *c;
+		enum orch_step step = ORCH_DONE;
+		struct db *db;
+
+		pthread_mutex_lock(&f->mu);
+		while (!f->jobs_head && !f->stop)
+			pthread_cond_wait(&f->jobs_cv, &f->mu);
+		if (!(c = f->jobs_head)) {
+			pthread_mutex_unlock(&f->mu);
+			break;
+		}
+		if (!(f->jobs_head = c->next))
+			f->jobs_tail = NULL;
+		pthread_mutex_unlock(&f->mu);
+		c->next = NULL;
+		log_set_request_id(c->req.id);
+		db = dbpool_get(f->pool);
+		switch (c->kind) {
+		case K_DONE: {
+			struct upstream_result ur;
+			double secs = 0;
+			enum qc_err rc = up_call_result(c->up, &ur, &secs);
+			int led = c->o->caches;
+			up_call_free(c->up);
+			c->up = NULL;
+			atomic_fetch_sub(&f->calls, 1);
+			step = orch_finish(c->o, db, rc, &ur, secs);
+			upstream_result_release(&ur);
+			if (led)
+				wake(f, c->o->fkey);
+			break;
+		}
+		case K_CHECK:
+			atomic_fetch_sub(&f->waiters, 1);
+			step = orch_recheck(c->o, db);
+			break;
+		case K_ABORT:
+			if (c->up) {
+				up_call_free(c->up);
+				c->up = NULL;
+				atomic_fetch_sub(&f->calls, 1);
+			} else {
+				atomic_fetch_sub(&f->waiters, 1);
+			}
+			orch_abort(c->o, db, QC_EBUSY, "the worker is shutting down; retry");
+			step = ORCH_DONE;
+			break;
+		}
+		next_step(f, c, step, db);
+		dbpool_put(f->pool, db);
+		log_set_request_id(NULL);
+	}
+	return NULL;
+}
+
+/* --- the multi loop ---------------------------------------------------- */
+
+static void attempt(struct inflight *f, struct conn *c)
+{
+	CURL *h = up_call_attempt(c->up);
+
+	if (!h) {
+		to_jobs(f, c, K_DONE);
+		return;
+	}
+	curl_easy_setopt(h, CURLOPT_PRIVATE, c);
+	if (curl_multi_add_handle(f->multi, h) != CURLM_OK) {
+		to_jobs(f, c, K_DONE);
+		return;
+	}
+	list_add(&f->calling, c);
+}
+
+static int leads_here(struct inflight *f, const char *fkey)
+{
+	for (struct conn *c = f->calling.head; c; c = c->next)
+		if (c->o->caches && strcmp(c->o->fkey, fkey) == 0)
+			return 1;
+	for (struct conn *c = f->retrying.head; c; c = c->next)
+		if (c->o->caches && strcmp(c->o->fkey, fkey) == 0)
+			return 1;
+	return 0;
+}
+
+static void take_inbox(struct inflight *f, long long now)
+{
+	struct conn *in, *c, *next;
+	struct wake *w, *wn;
+	int abort_all;
+
+	pthread_mutex_lock(&f->mu);
+	in = f->inbox;
+	f->inbox = NULL;
+	w = f->wakes;
+	f->wakes = NULL;
+	abort_all = f->abort_all;
+	pthread_mutex_unlock(&f->mu);
+	for (c = in; c; c = next) {
+		next = c->next;
+		if (abort_all) {
+			to_jobs(f, c, K_ABORT);
+		} else if (c->kind == K_CALL) {
+			attempt(f, c);
+		} else {
+			c->local = leads_here(f, c->o->fkey);
+			c->due_ms = now + (c->local ? LOCAL_CHECK_MS : CHECK_MS);
+			list_add(&f->waiting, c);
+		}
+	}
+	for (; w; w = wn) {
+		wn = w->next;
+		for (c = f->waiting.head; c; c = next) {
+			next = c->next;
+			if (strcmp(c->o->fkey, w->fkey) == 0) {
+				list_del(&f->waiting, c);
+				to_jobs(f, c, K_CHECK);
+			}
+		}
+		free(w);
+	}
+	if (abort_all) {
+		while ((c = f->calling.head)) {
+			list_del(&f->calling, c);
+			curl_multi_remove_handle(f->multi, up_call_handle(c->up));
+			to_jobs(f, c, K_ABORT);
+		}
+		while ((c = f->retrying.head)) {
+			list_del(&f->retrying, c);
+			to_jobs(f, c, K_ABORT);
+		}
+		while ((c = f->waiting.head)) {
+			list_del(&f->waiting, c);
+			to_jobs(f, c, K_ABORT);
+		}
+	}
+}
+
+static void finished_transfers(struct inflight *f, long long now)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(f->multi, &left))) {
+		struct conn *c = NULL;
+		long long wait;
+		CURLcode cc = m->data.result;
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+		curl_multi_remove_handle(f->multi, m->easy_handle);
+		list_del(&f->calling, c);
+		if ((wait = up_call_attempt_done(c->up, cc)) > 0) {
+			c->due_ms = now + wait;
+			list_add(&f->retrying, c);
+		} else {
+			to_jobs(f, c, K_DONE);
+		}
+	}
+}
+
+/* Fire due timers; returns ms until the next one (at most max). */
+static long long timers(struct inflight *f, long long now, long long max)
+{
+	struct conn *c, *next;
+	long long next_due = now + max;
+
+	for (c = f->retrying.head; c; c = next) {
+		next = c->next;
+		if (c->due_ms <= now) {
+			list_del(&f->retrying, c);
+			attempt(f, c);
+		} else if (c->due_ms < next_due) {
+			next_due = c->due_ms;
+		}
+	}
+	for (c = f->waiting.head; c; c = next) {
+		next = c->next;
+		if (c->due_ms <= now) {
+			list_del(&f->waiting, c);
+			to_jobs(f, c, K_CHECK);
+		} else if (c->due_ms < next_due) {
+			next_due = c->due_ms;
+		}
+	}
+	return next_due - now;
+}
+
+static void *loop_main(void *arg)
+{
+	struct inflight *f = arg;
+
+	for (;;) {
+		long long now = orch_mono_ms(), wait;
+		long curl_ms = -1;
+		int running = 0, stop;
+
+		take_inbox(f, now);
+		curl_multi_perform(f->multi, &running);
+		now = orch_mono_ms();
+		finished_transfers(f, now);
+		wait = timers(f, now, 1000);
+		pthread_mutex_lock(&f->mu);
+		stop = f->stop && !f->inbox && !f->wakes;
+		pthread_mutex_unlock(&f->mu);
+		if (stop && !f->calling.head && !f->retrying.head && !f->waiting.head)
+			break;
+		curl_multi_timeout(f->multi, &curl_ms);
+		if (curl_ms >= 0 && curl_ms < wait)
+			wait = curl_ms;
+		if (wait > 0)
+			curl_multi_poll(f->multi, NULL, 0, (int)wait, NULL);
+	}
+	return NULL;
+}
+
+/* --- life cycle ---------------------------------------------------------- */
+
+struct inflight *inflight_new(const struct config *cfg, struct dbpool *pool,
+			      unsigned completion_threads, inflight_respond_fn respond)
+{
+	struct inflight *f = calloc(1, sizeof *f);
+
+	if (!f)
+		return NULL;
+	f->cfg = cfg;
+	f->pool = pool;
+	f->respond = respond;
+	f->nthreads = completion_threads ? completion_threads : 1;
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->jobs_cv, NULL);
+	if (!(f->tids = calloc(f->nthreads, sizeof *f->tids)) || !(f->multi = curl_multi_init())) {
+		inflight_free(f);
+		return NULL;
+	}
+	/* many calls to one upstream: keep their connections for reuse */
+	curl_multi_setopt(f->multi, CURLMOPT_MAXCONNECTS, (long)cfg->max_inflight);
+	return f;
+}
+
+int inflight_start(struct inflight *f)
+{
+	if (pthread_create(&f->loop_tid, NULL, loop_main, f) != 0)
+		return -1;
+	for (unsigned i = 0; i < f->nthreads; i++)
+		if (pthread_create(&f->tids[i], NULL, completion_main, f) != 0) {
+			f->nthreads = i;
+			f->started = 1;
+			inflight_stop(f, 0);
+			return -1;
+		}
+	f->started = 1;
+	return 0;
+}
+
+void inflight_stop(struct inflight *f, long long grace_ms)
+{
+	long long until = orch_mono_ms() + grace_ms;
+	struct timespec ts = { 0, 20 * 1000000L };
+
+	if (!f->started)
+		return;
+	atomic_store(&f->draining, 1);
+	while (atomic_load(&f->admitted) > 0 && orch_mono_ms() < until)
+		nanosleep(&ts, NULL);
+	if (atomic_load(&f->admitted) > 0) {
+		log_warn("inflight", "%ld generation(s) still in flight after %lld ms; releasing them",
+			 (long)atomic_load(&f->admitted), grace_ms);
+		pthread_mutex_lock(&f->mu);
+		f->abort_all = 1;
+		pthread_mutex_unlock(&f->mu);
+		curl_multi_wakeup(f->multi);
+		until = orch_mono_ms() + 10000;
+		while (atomic_load(&f->admitted) > 0 && orch_mono_ms() < until)
+			nanosleep(&ts, NULL);
+	}
+	pthread_mutex_lock(&f->mu);
+	f->stop = 1;
+	pthread_cond_broadcast(&f->jobs_cv);
+	pthread_mutex_unlock(&f->mu);
+	curl_multi_wakeup(f->multi);
+	pthread_join(f->loop_tid, NULL);
+	for (unsigned i = 0; i < f->nthreads; i++)
+		pthread_join(f->tids[i], NULL);
+	f->started = 0;
+}
+
+void inflight_free(struct inflight *f)
+{
+	if (!f)
+		return;
+	if (f->multi)
+		curl_multi_cleanup(f->multi);
+	free(f->tids);
+	pthread_mutex_destroy(&f->mu);
+	pthread_cond_destroy(&f->jobs_cv);
+	free(f);
+}
+
+void inflight_gauges(struct inflight *f, long long *calls, long long *waiters)
+{
+	*calls = atomic_load(&f->calls);
+	*waiters = atomic_load(&f->waiters);
+}

@@ -1,0 +1,79 @@
+/*
+ * inflight.h - generations in flight in one worker process (SPEC §9).
+ *
+ *   request threads (N)        multi loop (1 thread)          completion threads (M)
+ *   FCGX_Accept_r              libcurl multi: every           take a job, a pooled
+ *   -> api_handle -> orch_begin  upstream call in flight,     connection, and run
+ *      DONE: answer at once      backoff timers, waiters'     orch_finish / orch_recheck /
+ *      CALL/WAIT: park the conn  check timers                 orch_abort; DONE: answer and
+ *      ----- inbox ---------->   ---- job queue ---------->   finish the FCGX request;
+ *                                <---- inbox (CALL/WAIT, wake) CALL/WAIT: back to the loop
+ *
+ * A parked request (struct conn) costs its FCGX_Request, its body and a
+ * curl easy handle: memory, never a thread or a database connection.
+ *
+ * Ownership: a struct conn belongs to exactly one place at a time: the
+ * request thread that accepted it, the loop's inbox (under f->mu), the loop
+ * thread's lists, the job queue (under f->mu) or one completion thread.
+ * Counters read by the flusher are atomics.
+ *
+ * Single flight: a waiter whose leader runs in this process is woken when
+ * the leader's answer is stored (a wake for its flight key), and otherwise
+ * checks the flight row 4 times a second (cross-process or cross-node).
+ */
+#ifndef QC_INFLIGHT_H
+#define QC_INFLIGHT_H
+
+#include <fcgiapp.h>
+
+#include "http.h"
+#include "orchestrator.h"
+
+struct config;
+struct dbpool;
+struct up_call;
+struct inflight;
+
+struct conn {
+	FCGX_Request fr;
+	struct http_req req;
+	long long t0_ms;
+	/* while parked */
+	struct orch *o;
+	struct up_call *up;
+	int kind;               /* what its next holder does with it */
+	int local;              /* waiter with a leader in this process */
+	long long due_ms;       /* next check (waiter) or attempt (retry) */
+	struct conn *prev, *next;
+};
+
+/* A fresh conn for FCGX_Accept_r on the listen socket; NULL on ENOMEM. */
+struct conn *conn_new(void);
+/* Count the request in the metrics, release it, finish the FastCGI
+ * request (a write to a client gone away fails harmlessly) and free c. */
+void conn_finish(struct conn *c);
+
+/* Respond to a finished generation (h_generate.c). */
+typedef void (*inflight_respond_fn)(struct http_req *req, struct orch *o);
+
+struct inflight *inflight_new(const struct config *cfg, struct dbpool *pool,
+			      unsigned completion_threads, inflight_respond_fn respond);
+/* Start the loop and completion threads.  0, or -1. */
+int inflight_start(struct inflight *f);
+/* Stop: refuse new calls, let those in flight finish for grace_ms, abort
+ * (release, answer 503) the rest, join the threads. */
+void inflight_stop(struct inflight *f, long long grace_ms);
+void inflight_free(struct inflight *f);
+
+/* Take a slot of the per-process cap: 1, or 0 when full (or stopping). */
+int inflight_admit(struct inflight *f);
+/* Give a slot back (a generation that ended without parking). */
+void inflight_unadmit(struct inflight *f);
+/* Park c (holding orch o, admitted) after orch_begin said CALL or WAIT.
+ * c->req.parked is set; the caller must not touch c afterwards. */
+void inflight_park(struct inflight *f, struct conn *c, struct orch *o, enum orch_step step);
+
+/* Gauges: upstream calls in flight (including backoff waits), waiters. */
+void inflight_gauges(struct inflight *f, long long *calls, long long *waiters);
+
+#endif
