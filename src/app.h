@@ -22,7 +22,8 @@ struct orch;
 struct quota_status;
 
 struct app {
-	struct config cfg;           /* read-only after start */
+	struct config cfg;           /* read-only after start (this thread's copy) */
+	const struct config *pcfg;   /* the process's: outlives every request (parked ones too) */
 	struct db *db;               /* this thread's pooled connection, for this request */
 	struct dbpool *pool;         /* the process's connections */
 	struct inflight *inf;        /* the process's generations in flight */

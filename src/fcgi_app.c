@@ -159,6 +159,7 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++)
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
 			cfgpath = argv[++i];
+	app->pcfg = &app->cfg;
 	if (config_load(&app->cfg, cfgpath, err, sizeof err) < 0) {
 		log_error("main", "%s", err);
 		return 1;

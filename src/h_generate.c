@@ -77,7 +77,7 @@ void h_generate(struct app *app, struct http_req *req)
 		api_error(req, QC_ENOMEM, NULL);
 		return;
 	}
-	step = orch_begin(o, app->db, &app->cfg, &req->user, req->now, &in);
+	step = orch_begin(o, app->db, app->pcfg ? app->pcfg : &app->cfg, &req->user, req->now, &in);
 	if (step == ORCH_DONE) {
 		gen_respond(req, o);
 		orch_release(o);
