@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "inflight.h"
 #include "jsonu.h"
 #include "log.h"
 #include "metrics.h"
@@ -159,6 +160,7 @@ void api_handle(struct app *app, struct http_req *req)
 		}
 	}
 	req->match.route->handler(app, req);
-	if (!req->sent && !req->parked)
+	/* a parked request belongs to the engine now: hands off */
+	if (!inflight_parked() && !req->sent)
 		api_error(req, QC_EIO, "the handler produced no answer");
 }

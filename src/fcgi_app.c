@@ -63,11 +63,12 @@ static void *request_main(void *arg)
 		http_req_init(&c->req, &c->fr);
 		log_set_request_id(c->req.id);
 		app.db = dbpool_get(app.pool);
+		inflight_parked_reset();
 		api_handle(&app, &c->req);
 		dbpool_put(app.pool, app.db);
 		app.db = NULL;
 		log_set_request_id(NULL);
-		if (c->req.parked) {
+		if (inflight_parked()) {
 			c = conn_new();   /* the parked one now belongs to the engine */
 		} else {
 			struct conn *next = conn_new();

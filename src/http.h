@@ -42,7 +42,6 @@ struct http_req {
 	char *hdrs;                  /* "Name: value\r\n"..., owned */
 	size_t hdrs_len, hdrs_cap;
 	int sent;
-	int parked;                  /* handed to inflight.c: answered later */
 };
 
 /* Initialise from a FastCGI request's environment (fcgi may be NULL). */

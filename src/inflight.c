@@ -187,11 +187,24 @@ static void next_step(struct inflight *f, struct conn *c, enum orch_step step, s
 	}
 }
 
+/* set by inflight_park on the request thread that parked its conn */
+static _Thread_local int parked_here;
+
 void inflight_park(struct inflight *f, struct conn *c, struct orch *o, enum orch_step step)
 {
 	c->o = o;
-	c->req.parked = 1;
-	next_step(f, c, step, NULL);
+	parked_here = 1;
+	next_step(f, c, step, NULL);   /* c may be finished and freed before this returns */
+}
+
+int inflight_parked(void)
+{
+	return parked_here;
+}
+
+void inflight_parked_reset(void)
+{
+	parked_here = 0;
 }
 
 /* --- completion threads ------------------------------------------------ */

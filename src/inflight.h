@@ -70,8 +70,11 @@ int inflight_admit(struct inflight *f);
 /* Give a slot back (a generation that ended without parking). */
 void inflight_unadmit(struct inflight *f);
 /* Park c (holding orch o, admitted) after orch_begin said CALL or WAIT.
- * c->req.parked is set; the caller must not touch c afterwards. */
+ * Nobody on this thread may touch c afterwards: ask inflight_parked(). */
 void inflight_park(struct inflight *f, struct conn *c, struct orch *o, enum orch_step step);
+/* 1 if this thread parked its conn since inflight_parked_reset(). */
+int inflight_parked(void);
+void inflight_parked_reset(void);
 
 /* Gauges: upstream calls in flight (including backoff waits), waiters. */
 void inflight_gauges(struct inflight *f, long long *calls, long long *waiters);
