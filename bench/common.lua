@@ -40,3 +40,14 @@ function thread_value(var)
       if v ~= nil then return v end
    end
 end
+
+-- One "bench-stats:" line for done(): wrk's own totals and the exact mean
+-- latency (wrk prints it rounded to 3 digits); bench/run.sh reads mean_us for
+-- the in-flight subjects' c / mean latency.
+function print_stats(summary, latency)
+   local e = summary.errors
+   io.write(string.format(
+      "bench-stats: requests=%d duration_us=%d mean_us=%.1f max_us=%d connect=%d read=%d write=%d status=%d timeout=%d\n",
+      summary.requests, summary.duration, latency.mean, latency.max,
+      e.connect, e.read, e.write, e.status, e.timeout))
+end

@@ -15,7 +15,8 @@
 --       so the measurement never hits what its warm-up stored.
 --
 -- response() counts 200 answers with "cached":true and "cached":false and
--- the other statuses; done() prints one "bench-note:" line.
+-- the other statuses; done() prints one "bench-note:" line and the
+-- "bench-stats:" line of common.lua.
 
 dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "common.lua")
 
@@ -71,4 +72,5 @@ function done(summary, latency, requests)
    io.write(string.format(
       "bench-note: sent=%d cached_true=%d cached_false=%d other_200=%d non2xx=%d statuses=%s\n",
       t.sent, t.cached_true, t.cached_false, t.other_200, t.non2xx, st))
+   print_stats(summary, latency)
 end

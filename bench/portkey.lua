@@ -14,7 +14,7 @@
 --
 -- response() counts 200 answers carrying the mock's echo of a prompt of this
 -- script ("echo: bench portkey") and the other statuses; done() prints one
--- "bench-note:" line.
+-- "bench-note:" line and the "bench-stats:" line of common.lua.
 
 dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "common.lua")
 
@@ -61,4 +61,5 @@ function done(summary, latency, requests)
    local t, st = totals({ "sent", "echo_200", "other_200", "non2xx" })
    io.write(string.format("bench-note: sent=%d echo_200=%d other_200=%d non2xx=%d statuses=%s\n",
       t.sent, t.echo_200, t.other_200, t.non2xx, st))
+   print_stats(summary, latency)
 end

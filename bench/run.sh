@@ -3,6 +3,7 @@
 #
 #     bash bench/run.sh [DURATION_SECONDS]        # default 15
 #     BENCH_ONLY="F0 status cache_get_1k" bash bench/run.sh 5   # a subset
+#     bash bench/run.sh --only inflight           # the same with --only (a group)
 #
 # Builds quotacache optimised (-O2 -g, no sanitizers) into bench/out/build and
 # the floors (bench/floors.c) into bench/out; starts a fresh private MariaDB in
@@ -19,10 +20,17 @@
 # bench/out/results.json (raw wrk output in bench/out/wrk/). Every server it
 # starts is stopped on exit, also on failure and Ctrl-C.
 #
-# Env: BENCH_ONLY (space-separated subject names; default all; the floors a
+# The in-flight subjects (SPEC §8/§9; group "inflight"): /generate misses and
+# Portkey against a second mock answering after 1 s, at c = 64, 256, 1024
+# (wrk --timeout 10s), with the RSS of the workers (or node) sampled during
+# each run; see "Generations in flight" in bench/README.md.
+#
+# Options: --only NAMES (as BENCH_ONLY; commas or spaces; group names allowed).
+# Env: BENCH_ONLY (space-separated subject or group names; default all; the floors a
 # target needs are always measured), BENCH_RSS (1; 0 skips the RSS run),
 # BENCH_RSS_REQUESTS (200000), BENCH_WORKERS (4), BENCH_THREADS (2),
-# BENCH_CONNS (32), BENCH_WARMUP (2), BENCH_RESERVE_USERS (32).
+# BENCH_CONNS (32), BENCH_WARMUP (2), BENCH_RESERVE_USERS (32),
+# BENCH_INFLIGHT_DURATION (10), BENCH_INFLIGHT_WARMUP (2), BENCH_INFLIGHT_LATENCY_MS (1000).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -31,6 +39,16 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
 BENCH=$ROOT/bench
 OUT=$BENCH/out
 VAR=$OUT/var
+while (($#)); do
+	case $1 in
+	--only) (($# >= 2)) || { echo "bench: --only needs subject names" >&2; exit 2; }
+		BENCH_ONLY=${2//,/ }; shift 2 ;;
+	--only=*) BENCH_ONLY=${1#--only=}; BENCH_ONLY=${BENCH_ONLY//,/ }; shift ;;
+	--) shift; break ;;
+	-*) echo "usage: bash bench/run.sh [--only NAMES] [DURATION_SECONDS]" >&2; exit 2 ;;
+	*) break ;;
+	esac
+done
 DURATION=${1:-15}
 WORKERS=${BENCH_WORKERS:-4}
 THREADS=${BENCH_THREADS:-2}
@@ -38,6 +56,9 @@ CONNS=${BENCH_CONNS:-32}
 WARMUP=${BENCH_WARMUP:-2}
 NRESERVE=${BENCH_RESERVE_USERS:-32}
 RSS_REQUESTS=${BENCH_RSS_REQUESTS:-200000}
+IF_DURATION=${BENCH_INFLIGHT_DURATION:-10}     # the in-flight subjects: seconds of measurement,
+IF_WARMUP=${BENCH_INFLIGHT_WARMUP:-2}          # of warm-up (same c),
+IF_LATENCY_MS=${BENCH_INFLIGHT_LATENCY_MS:-1000}   # and the second mock's latency
 BUILD=$OUT/build
 CTL=$BUILD/src/quotacachectl
 QC_WORKER=$BUILD/src/quotacache-fcgi
@@ -52,20 +73,37 @@ say() { echo "bench: $*" >&2; }
 die() { say "$*"; exit 1; }
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "usage: bash bench/run.sh [DURATION_SECONDS]"
 [[ $NRESERVE =~ ^[1-9][0-9]*$ ]] || die "BENCH_RESERVE_USERS must be a positive number"
+[[ $IF_DURATION =~ ^[1-9][0-9]*$ && $IF_WARMUP =~ ^[1-9][0-9]*$ && $IF_LATENCY_MS =~ ^[0-9]+$ ]] ||
+	die "BENCH_INFLIGHT_DURATION, BENCH_INFLIGHT_WARMUP, BENCH_INFLIGHT_LATENCY_MS must be numbers"
 ((EUID == 0)) || die "run as root (the private MariaDB and lighttpd run as root)"
 
 # ---------------------------------------------------------------- subjects
 # In measuring order. FLOOR_FOR: the floor a SPEC §8 target of the subject is a
 # ratio to (measured whenever the subject is).
+# The in-flight subjects (SPEC §8 "/generate miss, 1 s mock, c = 64 / 256 / 1024"):
+# inflight_C is quotacache, portkey_1s_C the Portkey gateway, mock_1s_C wrk
+# straight at the 1 s mock (the floor: what the mock alone adds to the latency).
+IF_CONNS=(64 256 1024)
+IF_QC=() IF_PK=() IF_MOCK=()
+for c in "${IF_CONNS[@]}"; do IF_QC+=("inflight_$c"); IF_PK+=("portkey_1s_$c"); IF_MOCK+=("mock_1s_$c"); done
 SUBJECTS=(F0 F1 F2 health status reserve_commit reserve_commit_1user cache_get_1k cache_get_64k
-	cache_put_1k generate_hit generate_miss portkey_miss rss)
-declare -A FLOOR_FOR=([health]=F0 [status]=F0 [cache_get_1k]=F0 [generate_hit]=F0 [reserve_commit]=F2)
+	cache_put_1k generate_hit generate_miss portkey_miss "${IF_MOCK[@]}" "${IF_QC[@]}" "${IF_PK[@]}" rss)
+declare -A FLOOR_FOR=([health]=F0 [status]=F0 [cache_get_1k]=F0 [generate_hit]=F0 [reserve_commit]=F2
+	[inflight_64]=mock_1s_64 [inflight_256]=mock_1s_256 [inflight_1024]="mock_1s_1024 portkey_1s_1024")
+# group names BENCH_ONLY / --only accept
+declare -A GROUP=([inflight]="${IF_MOCK[*]} ${IF_QC[*]} ${IF_PK[*]}" [inflight_qc]="${IF_QC[*]}"
+	[inflight_portkey]="${IF_PK[*]}" [inflight_mock]="${IF_MOCK[*]}")
 declare -A SEL=()
 if [[ -n ${BENCH_ONLY:-} ]]; then
+	only=()
 	for s in $BENCH_ONLY; do
-		[[ " ${SUBJECTS[*]} " == *" $s "* ]] || die "BENCH_ONLY: unknown subject '$s' (known: ${SUBJECTS[*]})"
+		if [[ -n ${GROUP[$s]:-} ]]; then read -ra g <<<"${GROUP[$s]}"; only+=("${g[@]}"); else only+=("$s"); fi
+	done
+	for s in "${only[@]}"; do
+		[[ " ${SUBJECTS[*]} " == *" $s "* ]] ||
+			die "BENCH_ONLY: unknown subject '$s' (known: ${SUBJECTS[*]}; groups: ${!GROUP[*]})"
 		SEL[$s]=1
-		[[ -z ${FLOOR_FOR[$s]:-} ]] || SEL[${FLOOR_FOR[$s]}]=1
+		for f in ${FLOOR_FOR[$s]:-}; do SEL[$f]=1; done
 	done
 else
 	for s in "${SUBJECTS[@]}"; do SEL[$s]=1; done
@@ -76,9 +114,21 @@ ORDER=()
 for s in "${SUBJECTS[@]}"; do if want "$s"; then ORDER+=("$s"); fi; done
 ((${#ORDER[@]})) || die "nothing to measure"
 say "subjects: ${ORDER[*]}"
+want_any() { local s; for s in "$@"; do if want "$s"; then return 0; fi; done; return 1; }
+WANT_SLOW=0; if want_any "${IF_MOCK[@]}" "${IF_QC[@]}" "${IF_PK[@]}"; then WANT_SLOW=1; fi
+WANT_PORTKEY=0; if want_any portkey_miss "${IF_PK[@]}"; then WANT_PORTKEY=1; fi
+# c = 1024 needs over 2,048 descriptors in lighttpd (a client and a backend
+# connection per request) and 1,024+ in wrk and in the mock: every process
+# started from here inherits the hard limit (root without CAP_SYS_RESOURCE
+# cannot go past it)
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+(($(ulimit -n) >= 4096)) || ((WANT_SLOW == 0)) ||
+	say "warning: only $(ulimit -n) file descriptors (ulimit -n): c=1024 will likely fail"
 
 # ---------------------------------------------------------------- cleanup
 WRK_PID=
+SAMPLER_PID=
+SLOW_VAR=$VAR/slow   # the second mock (1 s): SLOW_VAR/mock/mock.{pid,log}
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
@@ -86,8 +136,10 @@ cleanup() {
 		kill -TERM "$WRK_PID" 2>/dev/null || true
 		wait "$WRK_PID" 2>/dev/null || true
 	fi
+	if [[ -n $SAMPLER_PID ]]; then kill "$SAMPLER_PID" 2>/dev/null || true; fi
 	bash "$ROOT/scripts/lighttpd.sh" stop "$VAR" >/dev/null 2>&1 || true
 	bash "$BENCH/portkey.sh" stop "$VAR" >/dev/null 2>&1 || true
+	bash "$ROOT/scripts/mock.sh" stop "$SLOW_VAR" >/dev/null 2>&1 || true
 	bash "$ROOT/scripts/mock.sh" stop "$VAR" >/dev/null 2>&1 || true
 	bash "$ROOT/scripts/mariadb.sh" stop "$VAR" >/dev/null 2>&1 || true
 	((rc == 0)) || say "failed (exit $rc); servers stopped; logs in $VAR/lighttpd, $VAR/mariadb, $VAR/mock, $VAR/portkey"
@@ -104,7 +156,7 @@ command -v wrk >/dev/null || {
 	apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -q --no-install-recommends wrk >/dev/null
 }
-if want portkey_miss; then bash "$BENCH/portkey.sh" install; fi   # npm, into bench/out/portkey
+if ((WANT_PORTKEY)); then bash "$BENCH/portkey.sh" install; fi   # npm, into bench/out/portkey
 mkdir -p "$OUT/wrk"
 rm -f "$OUT"/wrk/*.txt "$RESULTS" "$EXTRAS" "$RSS_TSV"
 say "building quotacache -O2 -g into $BUILD (log: $BUILD/make.log)"
@@ -118,6 +170,7 @@ cc -O2 -Wall -Wextra -o "$FLOORS" "$BENCH/floors.c" $(pkg-config --cflags --libs
 if [[ -d $VAR ]]; then
 	bash "$ROOT/scripts/lighttpd.sh" stop "$VAR" >/dev/null 2>&1 || true
 	bash "$BENCH/portkey.sh" stop "$VAR" >/dev/null 2>&1 || true
+	bash "$ROOT/scripts/mock.sh" stop "$SLOW_VAR" >/dev/null 2>&1 || true
 	bash "$ROOT/scripts/mock.sh" stop "$VAR" >/dev/null 2>&1 || true
 	bash "$ROOT/scripts/mariadb.sh" stop "$VAR" >/dev/null 2>&1 || true
 	rm -rf "$VAR"
@@ -135,9 +188,19 @@ CONF=$VAR/quotacache.conf
 { echo "# generated by bench/run.sh; defaults otherwise (auth_cache_seconds 5, log_level info)"
   base_config "$VAR" "$ROOT"
   echo "upstream_base_url = http://127.0.0.1:$MOCKPORT/v1"
-  echo "upstream_model = mock-model"; } >"$CONF"
+  echo "upstream_model = mock-model"
+  echo "upstream_prices = mock-model:0.00015:0.0006"; } >"$CONF"
 export QC_CONFIG=$CONF
 "$CTL" migrate >&2
+# the in-flight subjects: a second mock answering after IF_LATENCY_MS, and a
+# configuration that differs from CONF only in the upstream it names
+SLOWPORT='' SLOW_CONF=$VAR/quotacache-slow.conf
+if ((WANT_SLOW)); then
+	SLOWPORT=$(free_port)
+	bash "$ROOT/scripts/mock.sh" start "$SLOW_VAR" "$SLOWPORT" --latency-ms "$IF_LATENCY_MS"
+	sed "s|^upstream_base_url = .*|upstream_base_url = http://127.0.0.1:$SLOWPORT/v1|" "$CONF" >"$SLOW_CONF"
+	grep -q "^upstream_base_url = http://127.0.0.1:$SLOWPORT/v1\$" "$SLOW_CONF" || die "cannot write $SLOW_CONF"
+fi
 
 sql <<SQL
 CREATE DATABASE $FLOOR_DB;
@@ -189,19 +252,24 @@ SERVE_BIN='' SERVE_KIND=''
 # serve KIND: start lighttpd with WORKERS workers of KIND on a free port and
 # set BASE. KIND is "qc" (quotacache) or "floor:MODE" (bench/floors.c), or
 # "portkey": the Portkey gateway (bench/portkey.sh: one node process on
-# 127.0.0.1, no lighttpd).
+# 127.0.0.1, no lighttpd); "mock": no server, wrk goes straight to the 1 s
+# mock. SERVE_CONF (default CONF): quotacache's config file.
 serve() {
 	local port
 	port=$(free_port)
 	SERVE_KIND=$1
 	case $1 in
+	mock)
+		SERVE_BIN=
+		BASE=http://127.0.0.1:$SLOWPORT
+		return ;;
 	portkey)
 		SERVE_BIN=
 		bash "$BENCH/portkey.sh" start "$VAR" "$port" ;;
 	qc)
 		SERVE_BIN=$QC_WORKER
 		bash "$ROOT/scripts/lighttpd.sh" start "$VAR" "$port" "$WORKERS" "$QC_WORKER" \
-			"$CONF" "$ROOT/www" >/dev/null ;;
+			"${SERVE_CONF:-$CONF}" "$ROOT/www" >/dev/null ;;
 	floor:*)
 		SERVE_BIN=$FLOORS
 		bash "$ROOT/scripts/lighttpd.sh" start "$VAR" "$port" "$WORKERS" "$FLOORS" \
@@ -214,7 +282,7 @@ serve() {
 }
 unserve() {
 	if [[ $SERVE_KIND == portkey ]]; then bash "$BENCH/portkey.sh" stop "$VAR"
-	else bash "$ROOT/scripts/lighttpd.sh" stop "$VAR" >/dev/null; fi
+	elif [[ $SERVE_KIND != mock ]]; then bash "$ROOT/scripts/lighttpd.sh" stop "$VAR" >/dev/null; fi
 }
 
 # expect_status CODE METHOD PATH [curl args...]: one request; prints the body
@@ -303,11 +371,16 @@ ticks() {
 	echo "$t"
 }
 deadlocks() { sql -N -e "SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'" | awk '{ print $2 }'; }
-mock_calls() {   # completions the mock answered so far
+# The mock a subject's probes read: PROBE_MOCK=slow (env, like SERVER) names
+# the 1 s mock of the in-flight subjects; default the 0 ms one.
+probe_mock_port() { if [[ ${PROBE_MOCK:-} == slow ]]; then echo "$SLOWPORT"; else echo "$MOCKPORT"; fi; }
+probe_mock_var() { if [[ ${PROBE_MOCK:-} == slow ]]; then echo "$SLOW_VAR"; else echo "$VAR"; fi; }
+mock_field() {   # mock_field NAME: a number of the probed mock's GET /_calls (0 if unreadable)
 	local out
-	out=$(curl -sS "http://127.0.0.1:$MOCKPORT/_calls" 2>/dev/null) || { echo 0; return; }
-	[[ $out =~ \"completions\":\ ?([0-9]+) ]] && echo "${BASH_REMATCH[1]}" || echo 0
+	out=$(curl -sS "http://127.0.0.1:$(probe_mock_port)/_calls" 2>/dev/null) || { echo 0; return; }
+	[[ $out =~ \"$1\":\ ?([0-9]+) ]] && echo "${BASH_REMATCH[1]}" || echo 0
 }
+mock_calls() { mock_field completions; }   # completions the mock answered so far
 extra() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$EXTRAS"; }
 
 # probe_start / probe_end NAME: CPU share (% of one core) of the workers,
@@ -319,12 +392,12 @@ probe_start() {
 	P_WORKERS='' P_LIGHTTPD='' P_NODE=''
 	if [[ $SERVE_KIND == portkey ]]; then
 		P_NODE=$(pid_file "$VAR/portkey/portkey.pid" || true)
-	else
+	elif [[ $SERVE_KIND != mock ]]; then
 		P_WORKERS=$(pids_of_exe "$SERVE_BIN" | tr '\n' ' ')
 		P_LIGHTTPD=$(pid_file "$VAR/lighttpd/lighttpd.pid" || true)
 	fi
 	P_MYSQLD=$(pid_file "$VAR/mariadb/mariadbd.pid" || true)
-	P_MOCK=$(pid_file "$VAR/mock/mock.pid" || true)
+	P_MOCK=$(pid_file "$(probe_mock_var)/mock/mock.pid" || true)
 	T_WORKERS=$(ticks $P_WORKERS)
 	T_LIGHTTPD=$(ticks $P_LIGHTTPD) T_MYSQLD=$(ticks $P_MYSQLD) T_MOCK=$(ticks $P_MOCK) T_NODE=$(ticks $P_NODE)
 	D_START=$(deadlocks) M_START=$(mock_calls)
@@ -337,7 +410,7 @@ probe_end() {
 	pct() { awk -v d="$1" -v hz="$CLK_TCK" -v ns="$wall" 'BEGIN { printf "%.1f", d / hz / (ns / 1e9) * 100 }'; }
 	if [[ $SERVE_KIND == portkey ]]; then
 		t=$(ticks $P_NODE); extra "$name" cpu_node_pct "$(pct $((t - T_NODE)))"
-	else
+	elif [[ $SERVE_KIND != mock ]]; then
 		t=$(ticks $P_WORKERS); extra "$name" cpu_workers_pct "$(pct $((t - T_WORKERS)))"
 		t=$(ticks $P_LIGHTTPD); extra "$name" cpu_lighttpd_pct "$(pct $((t - T_LIGHTTPD)))"
 	fi
@@ -362,10 +435,11 @@ to_ms() {
 # run_wrk OUTFILE PHASE SECONDS [wrk args...] URL [-- script args]: one wrk run
 # in the background (so cleanup can stop it); BENCH_PHASE tells the Lua scripts
 # which run this is
+# (WRK_CONNS, env: connections instead of CONNS)
 run_wrk() {
 	local out=$1 phase=$2 secs=$3
 	shift 3
-	BENCH_PHASE=$phase wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" "$@" >"$out" 2>&1 &
+	BENCH_PHASE=$phase wrk -t"$THREADS" -c"${WRK_CONNS:-$CONNS}" -d"${secs}s" "$@" >"$out" 2>&1 &
 	WRK_PID=$!
 	wait "$WRK_PID" || die "wrk ($phase) failed: $(tail -n 5 "$out")"
 	WRK_PID=
@@ -382,21 +456,25 @@ wrk_note() { sed -n 's/^bench-note: //p' "$1" | head -n 1; }
 # arguments for a Lua script go after "--" (as in: ... -s x.lua -- KEY).
 # Optional: URL_LABEL (shown instead of the path); BEFORE_WARMUP, AFTER_WARMUP,
 # AFTER_RUN (functions called with NAME before the warm-up, between warm-up
-# and measurement, and after the measurement while the server still runs).
+# and measurement, and after the measurement while the server still runs);
+# WRK_CONNS, M_DURATION, M_WARMUP (instead of CONNS, DURATION, WARMUP);
+# SERVE_CONF (quotacache's config file); PROBE_MOCK=slow (the probes read the
+# 1 s mock).
 measure() {
 	local name=$1 path=$2 pre=() post=() seen=0 a raw rps p50 p99 total non2xx sockerr note
+	local dur=${M_DURATION:-$DURATION} wu=${M_WARMUP:-$WARMUP}
 	shift 2
 	for a in "$@"; do
 		if ((seen)); then post+=("$a"); elif [[ $a == -- ]]; then seen=1; else pre+=("$a"); fi
 	done
-	serve "${SERVER:?measure needs SERVER=qc, SERVER=floor:MODE or SERVER=portkey}"
+	serve "${SERVER:?measure needs SERVER=qc, floor:MODE, portkey or mock}"
 	raw=$OUT/wrk/$name.txt
-	say "$name: ${SERVER} $path — warm-up ${WARMUP}s, then ${DURATION}s"
+	say "$name: ${SERVER} $path — c=${WRK_CONNS:-$CONNS}, warm-up ${wu}s, then ${dur}s"
 	[[ -z ${BEFORE_WARMUP:-} ]] || "$BEFORE_WARMUP" "$name"
-	run_wrk "$OUT/wrk/$name.warmup.txt" warmup "$WARMUP" "${pre[@]}" "$BASE$path" ${post[@]+-- "${post[@]}"}
+	run_wrk "$OUT/wrk/$name.warmup.txt" warmup "$wu" "${pre[@]}" "$BASE$path" ${post[@]+-- "${post[@]}"}
 	[[ -z ${AFTER_WARMUP:-} ]] || "$AFTER_WARMUP" "$name"
 	probe_start
-	run_wrk "$raw" run "$DURATION" --latency "${pre[@]}" "$BASE$path" ${post[@]+-- "${post[@]}"}
+	run_wrk "$raw" run "$dur" --latency "${pre[@]}" "$BASE$path" ${post[@]+-- "${post[@]}"}
 	probe_end "$name"
 	[[ -z ${AFTER_RUN:-} ]] || "$AFTER_RUN" "$name"
 	unserve
@@ -496,11 +574,11 @@ fi
 # to the mock, a new prompt each request (bench/portkey.lua). Before the
 # warm-up one request by curl must come back 200 with the mock's echo and
 # raise the mock's completion counter by exactly one.
-pk_smoke() {
+pk_smoke() {   # (against the mock PROBE_MOCK names)
 	local c0 c1 out
 	c0=$(mock_calls)
 	out=$(curl -sS -m 10 -w '\n%{http_code}' "$BASE/v1/chat/completions" -H "$JSON" \
-		-H 'x-portkey-provider: openai' -H "x-portkey-custom-host: http://127.0.0.1:$MOCKPORT/v1" \
+		-H 'x-portkey-provider: openai' -H "x-portkey-custom-host: http://127.0.0.1:$(probe_mock_port)/v1" \
 		-H 'Authorization: Bearer sk-mock' \
 		-d '{"model":"mock-model","messages":[{"role":"user","content":"bench portkey smoke"}]}') ||
 		die "portkey: curl failed"
@@ -508,7 +586,7 @@ pk_smoke() {
 		die "portkey: the smoke request answered: $out"
 	c1=$(mock_calls)
 	((c1 == c0 + 1)) || die "portkey: the mock's completions went $c0 -> $c1, expected +1"
-	say "portkey_miss: smoke request 200 through the gateway, mock completions $c0 -> $c1"
+	say "$1: smoke request 200 through the gateway, mock completions $c0 -> $c1"
 }
 if want portkey_miss; then
 	SERVER=portkey BEFORE_WARMUP=pk_smoke \
@@ -517,6 +595,108 @@ if want portkey_miss; then
 		measure portkey_miss /v1/chat/completions -s "$BENCH/portkey.lua" -- "http://127.0.0.1:$MOCKPORT/v1"
 fi
 check generate_miss portkey_miss 3
+
+# --- generations in flight (SPEC §8/§9): /generate misses and Portkey against
+# the second mock (IF_LATENCY_MS, 1 s), c = 64, 256, 1024, wrk --timeout 10s,
+# IF_WARMUP s of warm-up at the same c, then IF_DURATION s. Between the two
+# the warm-up's calls still in flight upstream may end (the mock's in_flight
+# back to 0, at most 5 s) and the mock's peak is zeroed; during the
+# measurement the summed VmRSS of the server's processes (the quotacache
+# workers, by executable, or the node process) and lighttpd's are sampled every
+# 0.5 s (bench/out/wrk/NAME.rss.txt: ns, KiB, processes, lighttpd KiB).
+proc_kib() {   # proc_kib FIELD PID...: "SUM COUNT" of /proc/PID/status FIELD (VmRSS, VmHWM) in KiB
+	local f=$1 p v s=0 n=0
+	shift
+	for p in "$@"; do
+		v=$(awk -v f="$f:" '$1 == f { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+		[[ -n $v ]] || continue
+		s=$((s + v)) n=$((n + 1))
+	done
+	echo "$s $n"
+}
+server_pids() {   # the measured server's processes: quotacache workers, the node process, the mock
+	case $SERVE_KIND in
+	portkey) pid_file "$VAR/portkey/portkey.pid" || true ;;
+	mock) pid_file "$SLOW_VAR/mock/mock.pid" || true ;;
+	*) pids_of_exe "$SERVE_BIN" ;;
+	esac
+}
+rss_sampler() {   # rss_sampler FILE: a line every 0.5 s until killed
+	local pids l
+	while :; do
+		mapfile -t pids < <(server_pids)
+		l="0 0"
+		[[ $SERVE_KIND != qc ]] || l=$(proc_kib VmRSS "$(pid_file "$VAR/lighttpd/lighttpd.pid" || echo 0)")
+		printf '%s %s %s\n' "$(now_ns)" "$(proc_kib VmRSS "${pids[@]}")" "${l% *}"
+		sleep 0.5
+	done >>"$1"
+}
+if_after_warmup() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		(($(mock_field in_flight) == 0)) && break
+		sleep 0.1
+	done
+	extra "$1" warmup_drain_s "$(awk -v i="$i" 'BEGIN { printf "%.1f", i / 10 }')"
+	((i < 50)) || say "$1: $(mock_field in_flight) calls of the warm-up still in flight upstream after 5 s"
+	curl -sS -o /dev/null -X POST "http://127.0.0.1:$SLOWPORT/_reset" || die "$1: mock /_reset failed"
+	: >"$OUT/wrk/$1.rss.txt"
+	rss_sampler "$OUT/wrk/$1.rss.txt" &
+	SAMPLER_PID=$!
+}
+if_after_run() {
+	local raw=$OUT/wrk/$1.txt hwm n pids
+	kill "$SAMPLER_PID" 2>/dev/null || true
+	wait "$SAMPLER_PID" 2>/dev/null || true
+	SAMPLER_PID=
+	extra "$1" conns "$WRK_CONNS"
+	extra "$1" upstream_peak_in_flight "$(mock_field peak)"
+	extra "$1" upstream_in_flight_at_end "$(mock_field in_flight)"
+	# wrk: mean latency (done() of the Lua script: bench-stats line) and timeouts
+	extra "$1" latency_mean_us "$(sed -n 's/^bench-stats: .*mean_us=\([0-9.]*\).*/\1/p' "$raw" | head -n 1)"
+	extra "$1" timeouts "$(awk -F'[ ,]+' '/Socket errors:/ { n = $11 } END { print n + 0 }' "$raw")"
+	mapfile -t pids < <(server_pids)
+	read -r hwm n <<<"$(proc_kib VmHWM "${pids[@]}")"
+	extra "$1" rss_hwm_sum_kib "$hwm"
+	extra "$1" rss_procs "$n"
+	awk '{ if ($2 > m) m = $2; if ($3 > p) p = $3; if ($4 > l) l = $4; k++ }
+		END { printf "%d %d %d %d\n", m, l, p, k }' "$OUT/wrk/$1.rss.txt" | {
+		read -r m l p k
+		extra "$1" rss_peak_kib "$m"
+		extra "$1" lighttpd_rss_peak_kib "$l"
+		extra "$1" rss_max_procs "$p"
+		extra "$1" rss_samples "$k"
+	}
+}
+# mock_1s_C: bench/portkey.lua's requests (the mock ignores the x-portkey headers)
+for c in "${IF_CONNS[@]}"; do
+	if want "mock_1s_$c"; then
+		SERVER=mock PROBE_MOCK=slow WRK_CONNS=$c M_DURATION=$IF_DURATION M_WARMUP=$IF_WARMUP \
+			AFTER_WARMUP=if_after_warmup AFTER_RUN=if_after_run \
+			URL_LABEL="POST /v1/chat/completions straight to the $IF_LATENCY_MS ms mock (c=$c)" \
+			measure "mock_1s_$c" /v1/chat/completions --timeout 10s -s "$BENCH/portkey.lua" -- \
+			"http://127.0.0.1:$SLOWPORT/v1"
+	fi
+done
+for c in "${IF_CONNS[@]}"; do
+	if want "inflight_$c"; then
+		SERVER=qc SERVE_CONF=$SLOW_CONF PROBE_MOCK=slow WRK_CONNS=$c M_DURATION=$IF_DURATION M_WARMUP=$IF_WARMUP \
+			AFTER_WARMUP=if_after_warmup AFTER_RUN=if_after_run \
+			URL_LABEL="POST /api/v1/generate (unique prompts, $IF_LATENCY_MS ms mock, c=$c)" \
+			measure "inflight_$c" /api/v1/generate --timeout 10s -s "$BENCH/generate.lua" -- \
+			"$GENMISS_KEY" miss session
+	fi
+done
+for c in "${IF_CONNS[@]}"; do
+	if want "portkey_1s_$c"; then
+		SERVER=portkey PROBE_MOCK=slow WRK_CONNS=$c M_DURATION=$IF_DURATION M_WARMUP=$IF_WARMUP \
+			BEFORE_WARMUP=pk_smoke AFTER_WARMUP=if_after_warmup AFTER_RUN=if_after_run \
+			URL_LABEL="POST /v1/chat/completions via Portkey (unique prompts, $IF_LATENCY_MS ms mock, c=$c)" \
+			measure "portkey_1s_$c" /v1/chat/completions --timeout 10s -s "$BENCH/portkey.lua" -- \
+			"http://127.0.0.1:$SLOWPORT/v1"
+	fi
+done
+# (the in-flight targets are judged in bench/report.py: "Generations in flight")
 
 # --- more subjects go here. Pattern (add the name to SUBJECTS above too):
 #   if want NAME; then SERVER=qc measure NAME /api/v1/PATH [wrk args: -H ..., -s script.lua -- args]; fi
@@ -571,9 +751,10 @@ fi
 # ---------------------------------------------------------------- report
 CHECKS_STR=$(printf '%s\n' "${CHECKS[@]}")
 export RESULTS EXTRAS RSS_TSV CHECKS_STR DURATION WORKERS THREADS CONNS WARMUP NRESERVE OUT
+export IF_DURATION IF_WARMUP IF_LATENCY_MS
 export BENCH_ONLY=${BENCH_ONLY:-} ORDER_STR="${ORDER[*]}"
 GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-GIT_DIRTY=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | wc -l)
+GIT_DIRTY=$({ git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null || true; } | wc -l)
 FLUSH=$(sql -N -e "SELECT @@innodb_flush_log_at_trx_commit")
 export GIT_REV GIT_DIRTY FLUSH
 python3 "$BENCH/report.py"

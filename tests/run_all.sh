@@ -37,6 +37,10 @@ done
 
 if [ "${QC_SKIP_INTEGRATION:-0}" != 1 ]; then
 	run_suite integration bash "$SRC/tests/integration/run.sh"
+	# the concurrency tests again, against a ThreadSanitizer build of the worker
+	if [ "${QC_SKIP_TSAN:-0}" != 1 ]; then
+		run_suite tsan bash "$SRC/tests/integration/tsan_pass.sh" "$BUILD" "$SRC"
+	fi
 fi
 
 echo "$pass passed, $fail failed"

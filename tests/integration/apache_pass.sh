@@ -55,33 +55,10 @@ trap 'exit 1' INT TERM
 # a previous run that was killed may have left it running
 bash "$APACHE" stop "$VAR" >/dev/null 2>&1
 
-# secrets for the www-data workers, passed as QC_*_FILE overrides
-SECDIR=$VAR/www-secrets
-ENV_ARGS=()
-install -d -m 0750 -o root -g "$WWW_GROUP" "$SECDIR"
-for setting in db_password_file upstream_key_file; do
-	f=$(conf_value "$setting")
-	[ -n "$f" ] || continue
-	name=$(basename "$f")
-	install -m 0640 -o root -g "$WWW_GROUP" "$f" "$SECDIR/$name" || { echo "not ok - [apache] started with mod_fcgid (cannot copy $f)"; exit 1; }
-	ENV_ARGS+=("QC_$(echo "$setting" | tr '[:lower:]' '[:upper:]')=$SECDIR/$name")
-done
-# sanitizer reports of the www-data workers (run.sh fails on any file here)
-mkdir -p "$VAR/san"
-chgrp "$WWW_GROUP" "$VAR/san" && chmod 1770 "$VAR/san"
-
-# its own database in the same MariaDB: the suites assume a fresh one (test_cli.py
-# adds a fixed e-mail address) and the lighttpd pass has just filled quotacache
-export QC_DB_NAME=quotacache_apache
-ENV_ARGS+=("QC_DB_NAME=$QC_DB_NAME")
-if ! mariadb --defaults-file="$VAR/mariadb/my.cnf" -e "DROP DATABASE IF EXISTS $QC_DB_NAME;
-	CREATE DATABASE $QC_DB_NAME CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" \
-	|| ! out=$("$QC_CTL" migrate 2>&1); then
-	echo "not ok - [apache] database $QC_DB_NAME created and migrated"
-	echo "${out:-}" | sed 's/^/# /'
-	exit 1
-fi
-echo "ok - [apache] database $QC_DB_NAME created and migrated"
+# secrets for the www-data workers, sanitizer reports, and a database of its
+# own (test_cli.py adds a fixed e-mail address; the lighttpd pass filled quotacache)
+. "$SRC/tests/integration/www_pass.sh"
+www_pass_prepare "[apache]" quotacache_apache
 
 APORT=$(free_port)
 if bash "$APACHE" start "$VAR" "$APORT" "$MAXPROCS" "$BUILD/src/quotacache-fcgi" "$CONF" "$SRC/www" \

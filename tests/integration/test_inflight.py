@@ -1,0 +1,246 @@
+"""test_inflight.py - many generations in flight with the default pool of 4
+worker processes (issue 10, SPEC §9): an upstream call in flight costs no
+thread, the fast routes keep answering meanwhile, single flight without
+tight polling, a dead leader's flight taken over, backpressure, a client
+that goes away, SIGTERM.  Behaviour only: no wall-clock thresholds."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+from qc import (HOST, PORT, SERVER, check, done, get, is_problem, new_user, parallel, post, sql)
+
+MOCK = os.environ["QC_MOCK_URL"]
+# mod_fcgid hands one request at a time to each process (its design): the
+# concurrency there is the process count, so the bursts are small
+FCGID = SERVER == "apache"
+RUN = f"{os.getpid()}-{int(time.time())}"
+
+
+def mock(path, data=None):
+    req = urllib.request.Request(MOCK + path, data=data, method="POST" if data is not None else "GET")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def gen(key, prompt, task="inflight", timeout=60, **extra):
+    body = {"task": task, "prompt": prompt}
+    body.update(extra)
+    return post("/api/v1/generate", body, key=key, timeout=timeout)
+
+
+def counter(name):
+    """Sum of a counter family in /metrics (all label sets)."""
+    time.sleep(1.6)   # workers add their counts within a second
+    r = get("/metrics", key=admin_key)
+    total = 0.0
+    for line in r.body.decode().splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            head = line.split(" ")[0]
+            if head == name or head.startswith(name + "{"):
+                total += float(line.split(" ")[-1])
+    return total
+
+
+admin_id, admin_key, _ = new_user("enterprise", admin=True, prefix="ifadmin")
+uid, key, _ = new_user("enterprise", prefix="inflight")
+
+# --- a burst of distinct 1 s misses -----------------------------------------------
+N = 8 if FCGID else 256
+mock("/_reset", b"")
+hit_key = f"inflight-hit-{RUN}"
+r = gen(key, f"warm the hit {RUN}", cache_key=hit_key)
+check(r.status == 200, "a first call stores the entry the burst's hit reads", r)
+side = {}
+
+
+def side_requests():
+    # while the burst is in flight: health, a cache hit, the quota status
+    deadline = time.time() + 5
+    while mock("/_calls").get("in_flight", 0) < min(N, 100) * 0.5 and time.time() < deadline:
+        time.sleep(0.02)
+    side["health"] = get("/api/v1/health")
+    side["hit"] = gen(key, f"warm the hit {RUN}", cache_key=hit_key)
+    side["status"] = get("/api/v1/quota/status", key=key)
+    time.sleep(0.4)   # each worker writes its gauges every 250 ms
+    side["metrics"] = get("/metrics", key=admin_key)
+    side["in_flight_after"] = mock("/_calls").get("in_flight", 0)
+
+
+t = threading.Thread(target=side_requests)
+t.start()
+res = parallel(N, lambda i: gen(key, f"[[latency:1000]] burst {RUN} #{i}", timeout=60))
+t.join(30)
+ok = [x for x in res if not isinstance(x, Exception) and x.status == 200]
+check(len(ok) == N, f"{N} concurrent distinct 1 s misses all answered 200",
+      [x for x in res if isinstance(x, Exception) or x.status != 200][:3])
+c = mock("/_calls")
+check(c.get("completions", 0) >= N + 1, "every miss made its upstream call", c)
+want_peak = N if FCGID else 200
+check(c.get("peak", 0) >= want_peak, f"the mock held at least {want_peak} calls at once (peak {c.get('peak')})", c)
+if not FCGID:
+    check(side.get("health") is not None and side["health"].status == 200 and side.get("in_flight_after", 0) > 0,
+          "/health answered 200 while the burst's calls were still in flight", side)
+    h = side.get("hit")
+    check(h is not None and h.status == 200 and h.json["cached"] is True and side.get("in_flight_after", 0) > 0,
+          "a cache hit answered while the burst's calls were still in flight", h)
+    check(side.get("status") is not None and side["status"].status == 200,
+          "quota status answered during the burst", side.get("status"))
+    gauges = {}
+    for line in (side["metrics"].body.decode() if side.get("metrics") else "").splitlines():
+        if line.startswith(("qc_inflight_calls ", "qc_workers ", "qc_busy_request_threads ")):
+            gauges[line.split(" ")[0]] = float(line.split(" ")[1])
+    check(gauges.get("qc_inflight_calls", 0) >= 50 and gauges.get("qc_workers", 0) >= 4,
+          "/metrics during the burst: qc_inflight_calls summed over the workers", gauges)
+
+# --- single flight: same-process waiters woken, others at most 4 checks/s ----------
+mock("/_reset", b"")
+checks0 = counter("qc_flight_checks_total")
+W = 6 if FCGID else 50
+prompt = f"[[latency:1500]] one flight {RUN}"
+t0 = time.time()
+res = parallel(W, lambda i: gen(key, prompt, timeout=60))
+elapsed = time.time() - t0
+ok = [x for x in res if not isinstance(x, Exception) and x.status == 200]
+check(len(ok) == W and len({x.json["content"] for x in ok}) == 1,
+      f"{W} identical misses: all 200 with the same content", [x for x in res if x not in ok][:2])
+check(mock("/_calls")["completions"] == 1, "... and exactly one upstream call", mock("/_calls"))
+checks = counter("qc_flight_checks_total") - checks0
+bound = (W - 1) * (elapsed * 4 + 2)
+check(checks <= bound, f"waiters checked the flight row {checks:.0f} times in {elapsed:.1f} s "
+      f"(bound {bound:.0f}: at most 4 a second each)", checks)
+left = sql("SELECT COUNT(*) FROM generate_flights")[0][0]
+check(left == "0", "no flight row is left behind", left)
+
+# --- backpressure: the plan's cap of generations in flight (429) ---------------
+def sql_write(stmt):
+    subprocess.run(["mariadb", f"--defaults-file={os.path.join(os.environ['QC_VAR'], 'mariadb', 'my.cnf')}",
+                    os.environ.get("QC_DB_NAME", "quotacache"), "-e", stmt], check=True)
+
+
+# a plan of its own (removed below, so the other suites see the five plans)
+sql_write("INSERT IGNORE INTO plans (name, display_name, tokens_per_day, tokens_per_month, calls_per_hour,"
+          " max_inflight, session_ttl_seconds, content_ttl_seconds, sort_order)"
+          " VALUES ('test_cap3', 'Test cap 3', NULL, NULL, NULL, 3, 1800, 3600, 99)")
+cid, ckey, _ = new_user("test_cap3", prefix="cap")
+K = 3 if FCGID else 8
+res = parallel(K, lambda i: gen(ckey, f"[[latency:1000]] capped {RUN} {i}"))
+st = [x.status if not isinstance(x, Exception) else str(x) for x in res]
+busy = [x for x in res if not isinstance(x, Exception) and x.status == 429]
+if FCGID:
+    check(st.count(200) == K, "mod_fcgid: calls up to the plan's cap pass", st)
+else:
+    check(st.count(200) == 3 and len(busy) == K - 3,
+          f"{K} concurrent calls of a plan capped at 3 in flight: 3 pass, {K - 3} get 429", st)
+    b = busy[0] if busy else None
+    check(b is not None and is_problem(b, 429) and b.header("retry-after") is not None
+          and b.json["type"].endswith("/too-many-in-flight"), "the 429 is problem+json with Retry-After", b)
+    r = gen(ckey, f"after the cap {RUN}")
+    check(r.status == 200, "once they finished, the user calls again", r)
+sql_write(f"UPDATE users SET plan = 'pro_monthly' WHERE id = {cid}; DELETE FROM plans WHERE name = 'test_cap3'")
+
+# --- a client that goes away: the call completes, is stored and billed -------------
+mock("/_reset", b"")
+gone_prompt = f"[[latency:800]] gone client {RUN}"
+body = json.dumps({"task": "gone_client", "prompt": gone_prompt}).encode()
+s = socket.create_connection((HOST, PORT), timeout=10)
+s.sendall(b"POST /api/v1/generate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key.encode() +
+          b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() +
+          b"\r\nConnection: close\r\n\r\n" + body)
+time.sleep(0.3)
+s.close()
+time.sleep(1.5)
+rows = sql("SELECT outcome, prompt_tokens + completion_tokens FROM usage_events"
+           f" WHERE user_id = {uid} AND task = 'gone_client'")
+check(len(rows) == 1 and rows[0][0] == "ok" and int(rows[0][1]) > 0,
+      "the gone client's generation is in the ledger, billed", rows)
+r = gen(key, gone_prompt, task="gone_client")
+check(r.status == 200 and r.json["cached"] is True and mock("/_calls")["completions"] == 1,
+      "... and its answer was stored: the retry is a hit, no second upstream call", r)
+
+# --- a dead leader: kill -9 the worker leading a flight -------------------------
+if SERVER.startswith("lighttpd"):
+    mock("/_reset", b"")
+    dead_prompt = f"[[latency:1500]] dead leader {RUN}"
+    results = {}
+
+    def one(i):
+        results[i] = gen(key, dead_prompt, timeout=60)
+
+    ts = []
+    for i in range(12):
+        ts.append(threading.Thread(target=one, args=(i,)))
+        ts[-1].start()
+        time.sleep(0.01)
+    owner = None
+    for _ in range(100):
+        rows = sql("SELECT owner FROM generate_flights")
+        if rows:
+            owner = rows[0][0]
+            break
+        time.sleep(0.02)
+    pid = int(owner[:8], 16) if owner else 0
+    killed = False
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed = True
+        except OSError:
+            pass
+    for t in ts:
+        t.join(60)
+    check(killed, "the flight row names its leader's process, which was killed with -9", owner)
+    oks = [r for r in results.values() if r.status == 200]
+    check(len(oks) >= 1 and mock("/_calls")["total"] == 2,
+          f"a waiter in another process took the lapsed flight over: {len(oks)} answered 200, "
+          "2 upstream calls in all", [r.status for r in results.values()])
+    left = sql("SELECT COUNT(*) FROM generate_flights")[0][0]
+    check(left == "0", "no flight row is left after the takeover", left)
+    time.sleep(1)   # lighttpd starts a new worker for the dead one on demand
+
+# --- SIGTERM: stop accepting, finish the calls in flight -------------------------
+if SERVER.startswith("lighttpd"):
+    mock("/_reset", b"")
+    pids = subprocess.run(["pgrep", "-f", "quotacache-fcgi"], capture_output=True, text=True).stdout.split()
+    lpid = open(os.path.join(os.environ["QC_VAR"], "lighttpd", "lighttpd.pid")).read().strip()
+    pids = [p for p in pids if open(f"/proc/{p}/stat").read().split()[3] == lpid]
+    sid, skey, _ = new_user("enterprise", prefix="sigterm")
+    results = {}
+
+    def slow(i):
+        results[i] = gen(skey, f"[[latency:1200]] sigterm {RUN} {i}", timeout=60)
+
+    ts = [threading.Thread(target=slow, args=(i,)) for i in range(16)]
+    for t in ts:
+        t.start()
+    for _ in range(100):
+        if mock("/_calls").get("in_flight", 0) >= 16:
+            break
+        time.sleep(0.02)
+    for p in pids:
+        os.kill(int(p), signal.SIGTERM)
+    for t in ts:
+        t.join(60)
+    st = [r.status for r in results.values()]
+    check(st.count(200) == 16, "SIGTERM to every worker: the 16 calls in flight still finish with 200", st)
+    for _ in range(50):
+        alive = [p for p in pids if os.path.exists(f"/proc/{p}") and
+                 open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+        if not alive:
+            break
+        time.sleep(0.1)
+    check(not alive, "the workers exit after their calls finished", alive)
+    active = sql(f"SELECT COUNT(*) FROM quota_reservations WHERE user_id = {sid} AND state = 'active'")[0][0]
+    left = sql("SELECT COUNT(*) FROM generate_flights")[0][0]
+    check(active == "0" and left == "0", "no reservation and no flight row leaked", (active, left))
+    for _ in range(50):
+        if get("/api/v1/health").status == 200:
+            break
+        time.sleep(0.1)
+    check(get("/api/v1/health").status == 200, "lighttpd starts new workers and the API answers again")
+
+done()
