@@ -15,6 +15,8 @@ db_socket = $1/mariadb/mysqld.sock
 db_name = quotacache
 db_user = quotacache
 db_password_file = $1/secrets/db_password
+migrate_user = quotacache_admin
+migrate_password_file = $1/secrets/db_admin_password
 sql_dir = $2/sql
 prompts_dir = $2/conf/prompts
 CONF

@@ -7,6 +7,6 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
 bash "$ROOT/scripts/deps.sh"
-bash "$ROOT/scripts/build.sh" "$ROOT/build-test" --enable-sanitizers --enable-werror
+bash "$ROOT/scripts/build.sh" "$ROOT/build-test" --enable-sanitizers --enable-werror --enable-test-clock
 cd "$ROOT/build-test"
 exec make -s check

@@ -98,35 +98,9 @@ BEGIN
    WHERE id = p_id;
 END;
 
--- Expire every active reservation of one user whose time is up (inside the
--- caller's transaction).
-DROP PROCEDURE IF EXISTS qc_expire_user_locked;
-CREATE PROCEDURE qc_expire_user_locked(IN p_user BIGINT UNSIGNED, IN p_now BIGINT)
-BEGIN
-  DECLARE v_id CHAR(32) CHARACTER SET ascii DEFAULT NULL;
-  DECLARE v_done INT DEFAULT 0;
-  DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_done = 1;
-  expire_loop: LOOP
-    SET v_done = 0, v_id = NULL;
-    SELECT id INTO v_id FROM quota_reservations
-     WHERE user_id = p_user AND state = 'active' AND expires_at <= p_now
-     LIMIT 1 FOR UPDATE;
-    IF v_done = 1 OR v_id IS NULL THEN LEAVE expire_loop; END IF;
-    CALL qc_settle_locked(v_id, NULL, 'expired', p_now);
-  END LOOP;
-END;
+-- qc_expire_user_locked: defined in 007_billing.sql (one lock order).
 
--- Settle one user's expired reservations in a transaction of its own (the
--- status read calls it when it sees one; rare).
-DROP PROCEDURE IF EXISTS qc_expire_user;
-CREATE PROCEDURE qc_expire_user(IN p_user BIGINT UNSIGNED, IN p_now BIGINT)
-BEGIN
-  DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
-  SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
-  START TRANSACTION;
-  CALL qc_expire_user_locked(p_user, p_now);
-  COMMIT;
-END;
+-- qc_expire_user: defined in 007_billing.sql.
 
 -- Reserve: one transaction.  Locks the user's current counter rows, and
 -- only if no window would pass its limit adds the estimate to the day and
@@ -139,84 +113,8 @@ END;
 --   NULL without p_flight).
 -- qc_reserve: defined in 006_inflight.sql (it gained the per-user in-flight cap).
 
--- Commit (p_actual >= 0) or release (p_actual NULL) a reservation of p_user;
--- past its expiry it is settled as expired.  With p_flight, the same
--- transaction drops the caller's single-flight row.  Answers one row:
--- outcome ('ok'|'notfound'|'committed'|'released'|'expired'), estimate,
--- actual.  Another user's reservation is 'notfound'.
-DROP PROCEDURE IF EXISTS qc_settle;
-CREATE PROCEDURE qc_settle(IN p_id CHAR(32) CHARACTER SET ascii, IN p_user BIGINT UNSIGNED,
-                           IN p_actual BIGINT, IN p_now BIGINT,
-                           IN p_flight CHAR(64) CHARACTER SET ascii, IN p_owner CHAR(32) CHARACTER SET ascii)
-BEGIN
-  DECLARE v_state VARCHAR(16) DEFAULT NULL;
-  DECLARE v_est, v_day, v_month BIGINT DEFAULT 0;
-  DECLARE v_expires BIGINT;
-  DECLARE v_actual BIGINT;
-  DECLARE v_locked BIGINT DEFAULT 0;
-  DECLARE v_done INT DEFAULT 0;
-  DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_done = 1;
-  BEGIN
-    DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
-    START TRANSACTION;
-    -- which windows: a plain read; then the locks in reserve's order,
-    -- counter rows first, the reservation second, and a locking re-read
-    SELECT day_start, month_start INTO v_day, v_month
-      FROM quota_reservations WHERE id = p_id AND user_id = p_user;
-    IF v_done = 0 THEN
-      SELECT COUNT(*) INTO v_locked FROM quota_counters
-       WHERE user_id = p_user AND window_kind = 'day' AND window_start = v_day FOR UPDATE;
-      SELECT COUNT(*) INTO v_locked FROM quota_counters
-       WHERE user_id = p_user AND window_kind = 'month' AND window_start = v_month FOR UPDATE;
-      SELECT state, estimate, expires_at INTO v_state, v_est, v_expires
-        FROM quota_reservations WHERE id = p_id AND user_id = p_user FOR UPDATE;
-    END IF;
-    IF v_done = 1 THEN
-      ROLLBACK;
-      SELECT 'notfound', 0, NULL;
-    ELSEIF v_state <> 'active' THEN
-      ROLLBACK;
-      SELECT v_state, v_est, NULL;
-    ELSE
-      -- past its expiry it is settled as expired whatever was asked
-      SET v_actual = IF(v_expires <= p_now, NULL, p_actual);
-      UPDATE quota_counters
-         SET reserved = reserved - v_est,
-             used = used + COALESCE(v_actual, 0),
-             overruns = overruns + IF(COALESCE(v_actual, 0) > v_est, 1, 0)
-       WHERE user_id = p_user
-         AND ((window_kind = 'day' AND window_start = v_day)
-           OR (window_kind = 'month' AND window_start = v_month));
-      UPDATE quota_reservations
-         SET state = IF(v_expires <= p_now, 'expired', IF(v_actual IS NULL, 'released', 'committed')),
-             actual = v_actual, settled_at = p_now
-       WHERE id = p_id;
-      IF p_flight IS NOT NULL THEN
-        DELETE FROM generate_flights WHERE flight_key = p_flight AND owner = p_owner;
-      END IF;
-      COMMIT;
-      SELECT IF(v_expires <= p_now, 'expired', 'ok'), v_est, v_actual;
-    END IF;
-  END;
-END;
-
--- Expire every user's stale reservations (the hourly event, the CLI).
-DROP PROCEDURE IF EXISTS qc_expire_all;
-CREATE PROCEDURE qc_expire_all(IN p_now BIGINT)
-BEGIN
-  DECLARE v_user BIGINT UNSIGNED;
-  DECLARE v_done INT DEFAULT 0;
-  DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_done = 1;
-  user_loop: LOOP
-    SET v_done = 0;
-    SELECT user_id INTO v_user FROM quota_reservations
-     WHERE state = 'active' AND expires_at <= p_now LIMIT 1;
-    IF v_done = 1 THEN LEAVE user_loop; END IF;
-    START TRANSACTION;
-    CALL qc_expire_user_locked(v_user, p_now);
-    COMMIT;
-  END LOOP;
-END;
+-- qc_settle and qc_expire_all: defined in 007_billing.sql (a late commit records the
+-- truth; every procedure rolls back on any error).
 
 DROP EVENT IF EXISTS qc_expire_reservations;
 CREATE EVENT qc_expire_reservations ON SCHEDULE EVERY 1 MINUTE

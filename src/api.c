@@ -38,6 +38,7 @@ const struct route api_routes[] = {
 	{ "DELETE", "/api/v1/cache/{tier}/{key}", ROUTE_AUTH, "cache_delete", h_cache_delete },
 	{ "POST", "/api/v1/generate", ROUTE_AUTH | ROUTE_JSON, "generate", h_generate },
 	{ "GET", "/api/v1/usage", ROUTE_AUTH, "usage", h_usage },
+	{ "GET", "/api/v1/models", ROUTE_AUTH, "models", h_models },
 	{ "GET", "/metrics", ROUTE_PUBLIC, "metrics", h_metrics },
 };
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];
@@ -112,11 +113,23 @@ void api_handle(struct app *app, struct http_req *req)
 	}
 	flags = req->match.route->flags;
 
+#ifdef QC_TEST_CLOCK
+	/* test builds only (configure --enable-test-clock): the request clock
+	 * from X-QC-Test-Now, epoch seconds within 2000..2100 */
 	if (app->cfg.allow_test_clock) {
 		const char *t = http_getenv(req, "HTTP_X_QC_TEST_NOW");
-		if (t && *t)
-			req->now = (time_t)strtoll(t, NULL, 10);
+		if (t && *t) {
+			char *end;
+			long long v = strtoll(t, &end, 10);
+			if (*end || t[0] == '-' || t[0] == '+' || v < 946684800LL || v > 4102444800LL) {
+				http_problem(req, 400, "invalid-input", http_reason(400),
+					     "X-QC-Test-Now takes epoch seconds between 2000 and 2100", NULL);
+				return;
+			}
+			req->now = (time_t)v;
+		}
 	}
+#endif
 	if (wants_body(req->method)) {
 		rc = http_read_body(req, (size_t)app->cfg.max_body);
 		if (rc == QC_ETOOBIG) {

@@ -73,6 +73,7 @@ void h_cache_stats(struct app *, struct http_req *);
 void h_cache_timeseries(struct app *, struct http_req *);
 void h_cache_cleanup(struct app *, struct http_req *);
 void h_generate(struct app *, struct http_req *);
+void h_models(struct app *, struct http_req *);
 void h_usage(struct app *, struct http_req *);
 void h_metrics(struct app *, struct http_req *);
 

@@ -161,7 +161,7 @@ int cache_utf8_ok(const char *data, size_t len)
 
 static const char SQL_GET[] =
 	"SELECT id, value, value_is_json, metadata, UNIX_TIMESTAMP(created_at),"
-	" UNIX_TIMESTAMP(expires_at), access_count FROM ai_cache"
+	" UNIX_TIMESTAMP(expires_at), access_count, gen_tokens, gen_cost_micro FROM ai_cache"
 	" WHERE cache_key = ? AND cache_type = ? AND user_id = ?"
 	" AND (expires_at IS NULL OR expires_at > FROM_UNIXTIME(?))";
 static const char SQL_PUT[] = "CALL qc_cache_put(?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -230,6 +230,8 @@ enum qc_err cache_get(struct db *db, long long user, enum cache_tier tier,
 	e->created_at = (time_t)db_cell_ll(r, 0, 4);
 	e->expires_at = db_cell_null(r, 0, 5) ? 0 : (time_t)db_cell_ll(r, 0, 5);
 	e->access_count = db_cell_ll(r, 0, 6) + pending_for(e->id);
+	e->gen_tokens = db_cell_ll(r, 0, 7);
+	e->gen_cost_micro = db_cell_ll(r, 0, 8);
 	db_rows_free(r);
 	return e->value ? QC_OK : QC_ENOMEM;
 }
@@ -375,41 +377,88 @@ fail:
 	return rc;
 }
 
-static struct plan_ttl { char name[33]; int session, content; } plan_ttls[16];
-static unsigned nplan_ttls;
-static time_t plan_ttls_at;
+/* plans read cache: a minute, or a second for a plan it does not know yet */
+struct plan_info { char name[33]; int session, content, any_model; char models[512]; };
+static struct plan_info plan_infos[32];
+static unsigned nplan_infos;
+static time_t plan_infos_at;
 static pthread_mutex_t plan_mu = PTHREAD_MUTEX_INITIALIZER;   /* guards the three above */
+
+/* 1 and *out for plan, 0 if no such plan, -1 on a database error. */
+static int plan_lookup(struct db *db, const char *plan, time_t now, struct plan_info *out)
+{
+	static const char sql[] = "SELECT name, session_ttl_seconds IS NOT NULL,"
+				  " content_ttl_seconds IS NOT NULL, models FROM plans";
+	int found = 0;
+
+	pthread_mutex_lock(&plan_mu);
+	for (int pass = 0; pass < 2 && !found; pass++) {
+		if (pass == 1 || !nplan_infos || now - plan_infos_at >= 60 || now < plan_infos_at) {
+			struct db_rows *r = NULL;
+			if (pass == 1 && now - plan_infos_at < 1 && now >= plan_infos_at)
+				break;
+			if (db_query(db, sql, NULL, 0, &r) != QC_OK) {
+				pthread_mutex_unlock(&plan_mu);
+				return -1;
+			}
+			nplan_infos = 0;
+			for (unsigned i = 0; i < r->nrows && i < 32; i++) {
+				struct plan_info *p = &plan_infos[nplan_infos++];
+				snprintf(p->name, sizeof p->name, "%s", db_cell(r, i, 0));
+				p->session = (int)db_cell_ll(r, i, 1);
+				p->content = (int)db_cell_ll(r, i, 2);
+				p->any_model = db_cell_null(r, i, 3);
+				snprintf(p->models, sizeof p->models, "%s", p->any_model ? "" : db_cell(r, i, 3));
+			}
+			plan_infos_at = now;
+			db_rows_free(r);
+		}
+		for (unsigned i = 0; i < nplan_infos && !found; i++)
+			if (strcmp(plan_infos[i].name, plan) == 0) {
+				*out = plan_infos[i];
+				found = 1;
+			}
+	}
+	pthread_mutex_unlock(&plan_mu);
+	return found;
+}
 
 int cache_plan_caches(struct db *db, const char *plan, enum cache_tier tier, time_t now)
 {
-	static const char sql[] = "SELECT name, session_ttl_seconds IS NOT NULL,"
-				  " content_ttl_seconds IS NOT NULL FROM plans";
-	int ans = 0;
+	struct plan_info p;
+	int rc = plan_lookup(db, plan, now, &p);
 
-	pthread_mutex_lock(&plan_mu);
-	if (!nplan_ttls || now - plan_ttls_at >= 60 || now < plan_ttls_at) {
-		struct db_rows *r = NULL;
-		if (db_query(db, sql, NULL, 0, &r) != QC_OK) {
-			pthread_mutex_unlock(&plan_mu);
-			return -1;
+	if (rc <= 0)
+		return rc;
+	return tier == CACHE_CONTENT ? p.content : p.session;
+}
+
+int plan_allows_model(struct db *db, const char *plan, const char *model, time_t now)
+{
+	struct plan_info p;
+	int rc = plan_lookup(db, plan, now, &p);
+	size_t ml = strlen(model);
+
+	if (rc <= 0)
+		return rc;
+	if (p.any_model)
+		return 1;
+	for (const char *m = p.models; *m;) {
+		const char *comma = strchr(m, ',');
+		size_t len = comma ? (size_t)(comma - m) : strlen(m);
+		while (len && (*m == ' ')) {
+			m++;
+			len--;
 		}
-		nplan_ttls = 0;
-		for (unsigned i = 0; i < r->nrows && i < 16; i++) {
-			snprintf(plan_ttls[i].name, sizeof plan_ttls[i].name, "%s", db_cell(r, i, 0));
-			plan_ttls[i].session = (int)db_cell_ll(r, i, 1);
-			plan_ttls[i].content = (int)db_cell_ll(r, i, 2);
-			nplan_ttls++;
-		}
-		plan_ttls_at = now;
-		db_rows_free(r);
-	}
-	for (unsigned i = 0; i < nplan_ttls; i++)
-		if (strcmp(plan_ttls[i].name, plan) == 0) {
-			ans = tier == CACHE_CONTENT ? plan_ttls[i].content : plan_ttls[i].session;
+		while (len && m[len - 1] == ' ')
+			len--;
+		if (len == ml && strncmp(m, model, ml) == 0)
+			return 1;
+		if (!comma)
 			break;
-		}
-	pthread_mutex_unlock(&plan_mu);
-	return ans;
+		m = comma + 1;
+	}
+	return 0;
 }
 
 /* --- accumulator -------------------------------------------------------- */

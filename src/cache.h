@@ -31,6 +31,10 @@ struct cache_entry {
 	time_t created_at;
 	time_t expires_at;      /* 0 = never */
 	long long access_count;
+	/* what the generation that stored it cost (written only by the
+	 * orchestrator's billing transaction; 0 for entries users PUT): the
+	 * saving of a hit */
+	long long gen_tokens, gen_cost_micro;
 };
 
 /* --- pure ------------------------------------------------------------ */
@@ -98,6 +102,10 @@ enum qc_err cache_warm_dir(struct db *db, const char *dir, time_t now, long long
  * -1 on a database error.
  */
 int cache_plan_caches(struct db *db, const char *plan, enum cache_tier tier, time_t now);
+/* 1 if plan may use model (plans.models: NULL = every configured model, else
+ * a comma-separated list), 0 if not, -1 on a database error.  Read from the
+ * same short-lived plans cache. */
+int plan_allows_model(struct db *db, const char *plan, const char *model, time_t now);
 
 /* Record a hit (entry id, saving in micro-dollars) or a miss in the worker's
  * accumulator.  plan is copied.  Never touches the database. */

@@ -8,6 +8,7 @@
  *   quotacachectl key add (--id N | --email E) | key revoke KEY-OR-PREFIX
  *   quotacachectl key list [--id N | --email E]
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,25 @@ const char *ctl_opt(int argc, char **argv, const char *name)
 		if (strcmp(argv[i], name) == 0)
 			return i + 1 < argc ? argv[i + 1] : "";
 	return NULL;
+}
+
+int ctl_int_opt(int argc, char **argv, const char *name, long long min, long long max,
+		long long def, long long *v)
+{
+	const char *s = ctl_opt(argc, argv, name);
+	char *end;
+
+	*v = def;
+	if (!s)
+		return 0;
+	errno = 0;
+	*v = strtoll(s, &end, 10);
+	if (!*s || *end || errno || *v < min || *v > max) {
+		fprintf(stderr, "quotacachectl: %s takes a whole number from %lld to %lld, not '%s'\n",
+			name, min, max, s);
+		return -1;
+	}
+	return 1;
 }
 
 static int flag(int argc, char **argv, const char *name)
@@ -48,12 +68,13 @@ int ctl_fail(enum qc_err rc, struct db *db, const char *what)
 /* The user named by --id or --email; 0 with a message if neither resolves. */
 long long ctl_user_arg(struct db *db, int argc, char **argv)
 {
-	const char *id = ctl_opt(argc, argv, "--id"), *email = ctl_opt(argc, argv, "--email");
+	const char *email = ctl_opt(argc, argv, "--email");
 	long long uid = 0;
+	int got = ctl_int_opt(argc, argv, "--id", 1, 1LL << 62, 0, &uid);
 
-	if (id)
-		uid = strtoll(id, NULL, 10);
-	else if (email && users_find(db, email, &uid) != QC_OK)
+	if (got < 0)
+		return 0;
+	if (!got && email && users_find(db, email, &uid) != QC_OK)
 		uid = 0;
 	if (uid <= 0)
 		fprintf(stderr, "quotacachectl: name an existing user with --id N or --email E\n");
@@ -214,11 +235,28 @@ int main(int argc, char **argv)
 	if (strcmp(argv[i], "migrate") == 0) {
 		int n = 0;
 		long long v = 0;
-		if (migrate_run(db, cfg.sql_dir, &n, err, sizeof err) != QC_OK) {
-			fprintf(stderr, "quotacachectl: migrate: %s\n", err);
+		struct db *mdb;
+		enum qc_err mrc;
+		if (cfg.migrate_password_file && *cfg.migrate_password_file) {
+			free(cfg.migrate_password);
+			cfg.migrate_password = NULL;
+			if (config_read_secret(cfg.migrate_password_file, &cfg.migrate_password, err,
+					       sizeof err) < 0) {
+				fprintf(stderr, "quotacachectl: migrate: %s\n", err);
+				rc = 1;
+				goto out;
+			}
+		}
+		mdb = db_new_migrator(&cfg);
+		mrc = mdb ? db_connect(mdb) : QC_ENOMEM;
+		if (mrc != QC_OK || migrate_run(mdb, cfg.sql_dir, &n, err, sizeof err) != QC_OK) {
+			fprintf(stderr, "quotacachectl: migrate: %s\n",
+				mrc != QC_OK ? (mdb ? db_error(mdb) : "out of memory") : err);
+			db_free(mdb);
 			rc = 1;
 			goto out;
 		}
+		db_free(mdb);
 		migrate_current(db, &v);
 		printf("applied %d migration(s); schema version %lld\n", n, v);
 		rc = 0;

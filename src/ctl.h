@@ -12,6 +12,12 @@ struct db;
 /* The value after option name in argv ("" if it is last), or NULL. */
 const char *ctl_opt(int argc, char **argv, const char *name);
 
+/* Option name as a whole decimal integer in [min, max] (no trailing
+ * garbage: "12abc" is refused).  1 found (*v set), 0 absent (*v = def),
+ * -1 malformed (a message is printed). */
+int ctl_int_opt(int argc, char **argv, const char *name, long long min, long long max,
+		long long def, long long *v);
+
 /* Print a failure of what to stderr; returns the exit status 1. */
 int ctl_fail(enum qc_err rc, struct db *db, const char *what);
 /* User id from --id N or --email E; 0 (with a message) if none. */

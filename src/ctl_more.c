@@ -6,7 +6,7 @@
  *   quota clear-override (--id N | --email E)
  *   quota nearest [--limit N]       users nearest their daily limit
  *   quota expire                    settle stale reservations now
- *   quota prune [--days N]          drop counter windows older than N days
+ *   quota prune [--days N]          drop counter windows that ended more than N days ago
  *   cache warm DIR | cache stats | cache cleanup | cache purge (--id N | --email E)
  */
 #include <stdio.h>
@@ -114,9 +114,10 @@ static int cmd_quota(struct db *db, int argc, char **argv)
 		return 0;
 	}
 	if (argc >= 1 && strcmp(argv[0], "nearest") == 0) {
-		const char *l = ctl_opt(argc, argv, "--limit");
-		long long n = l ? strtoll(l, NULL, 10) : 20;
-		if ((rc = quota_nearest(db, now, n > 0 ? n : 20, &r)) != QC_OK)
+		long long n;
+		if (ctl_int_opt(argc, argv, "--limit", 1, 10000, 20, &n) < 0)
+			return 2;
+		if ((rc = quota_nearest(db, now, n, &r)) != QC_OK)
 			return ctl_fail(rc, db, "quota nearest");
 		printf("id\temail\tplan\ttoday\tdaily_limit\tpercent\n");
 		for (unsigned i = 0; i < r->nrows; i++)
@@ -132,16 +133,13 @@ static int cmd_quota(struct db *db, int argc, char **argv)
 		return 0;
 	}
 	if (argc >= 1 && strcmp(argv[0], "prune") == 0) {
-		const char *ds = ctl_opt(argc, argv, "--days");
-		long long days = ds ? strtoll(ds, NULL, 10) : 400;
+		long long days;
 		unsigned long long n = 0;
-		if (days < 1) {
-			fprintf(stderr, "quotacachectl: --days must be at least 1\n");
+		if (ctl_int_opt(argc, argv, "--days", 1, 100000, 400, &days) < 0)
 			return 2;
-		}
 		if ((rc = quota_prune(db, now - days * 86400, &n)) != QC_OK)
 			return ctl_fail(rc, db, "quota prune");
-		printf("pruned %llu counter row(s) older than %lld days\n", n, days);
+		printf("pruned %llu counter row(s) of windows that ended more than %lld days ago\n", n, days);
 		return 0;
 	}
 	fprintf(stderr, "usage: quotacachectl quota status|set-override|clear-override|nearest|expire|prune ...\n");
@@ -228,7 +226,7 @@ void ctl_usage_more(void)
 		"  quota clear-override (--id N|--email E)\n"
 		"  quota nearest [--limit N]                 users nearest their daily limit\n"
 		"  quota expire                              settle stale reservations now\n"
-		"  quota prune [--days N]                    drop counter windows older than N days\n"
+		"  quota prune [--days N]                    drop windows that ended > N days ago\n"
 		"  cache warm DIR                            load DIR's files into the system tier\n"
 		"  cache stats                               hits, misses, savings, entries per tier\n"
 		"  cache cleanup                             remove expired entries\n"

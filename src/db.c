@@ -40,6 +40,7 @@ struct db {
 	unsigned long reconnects;
 	int ever_connected;
 	time_t last_ok;
+	int migrator;            /* migrations: its own user, multi-statements */
 };
 
 struct db *db_new(const struct config *cfg)
@@ -47,6 +48,14 @@ struct db *db_new(const struct config *cfg)
 	struct db *db = calloc(1, sizeof *db);
 	if (db)
 		db->cfg = cfg;
+	return db;
+}
+
+struct db *db_new_migrator(const struct config *cfg)
+{
+	struct db *db = db_new(cfg);
+	if (db)
+		db->migrator = 1;
 	return db;
 }
 
@@ -92,7 +101,11 @@ static int is_conn_error(unsigned no)
 enum qc_err db_connect(struct db *db)
 {
 	const struct config *c = db->cfg;
-	unsigned int timeout = 2;
+	unsigned int timeout = 2, rw_timeout = (unsigned)c->db_rw_timeout_s;
+	int own = db->migrator && c->migrate_user && *c->migrate_user;
+	const char *user = own ? c->migrate_user : c->db_user;
+	const char *pass = own ? c->migrate_password : c->db_password;
+	char lockwait[80];
 	const char *sock = c->db_socket && *c->db_socket ? c->db_socket : NULL;
 
 	if (db->conn)
@@ -100,14 +113,27 @@ enum qc_err db_connect(struct db *db)
 	if (!(db->conn = mysql_init(NULL)))
 		return QC_ENOMEM;
 	mysql_options(db->conn, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+	/* a partitioned database must not hold a worker: bounded reads/writes */
+	if (!db->migrator) {   /* a migration (ALTER of a big table) may take long */
+		mysql_options(db->conn, MYSQL_OPT_READ_TIMEOUT, &rw_timeout);
+		mysql_options(db->conn, MYSQL_OPT_WRITE_TIMEOUT, &rw_timeout);
+	}
 	mysql_options(db->conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
 	mysql_options(db->conn, MYSQL_INIT_COMMAND, "SET time_zone = '+00:00'");
 	/* row locks only on the rows read: no gap locks between workers */
 	mysql_options(db->conn, MYSQL_INIT_COMMAND,
 		      "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
-	if (!mysql_real_connect(db->conn, sock ? NULL : c->db_host, c->db_user,
-				c->db_password, c->db_name, (unsigned)c->db_port, sock,
-				CLIENT_MULTI_STATEMENTS | CLIENT_MULTI_RESULTS)) {
+	/* a lock wait is short; the retry budget bounds the whole (db_retry_budget_ms) */
+	snprintf(lockwait, sizeof lockwait, "SET SESSION innodb_lock_wait_timeout = %lld",
+		 c->db_lock_wait_s);
+	mysql_options(db->conn, MYSQL_INIT_COMMAND, lockwait);
+	/* least privilege: the worker's user runs one statement per call (and
+	 * CALLs, whose result sets need MULTI_RESULTS); only the migration
+	 * runner, as its own user, sends scripts of several statements */
+	if (!mysql_real_connect(db->conn, sock ? NULL : c->db_host, user, pass, c->db_name,
+				(unsigned)c->db_port, sock,
+				db->migrator ? CLIENT_MULTI_STATEMENTS | CLIENT_MULTI_RESULTS
+					     : CLIENT_MULTI_RESULTS)) {
 		set_err(db, mysql_errno(db->conn), mysql_error(db->conn));
 		log_error("db", "connect failed: %s", db->last_error);
 		mysql_close(db->conn);
@@ -310,6 +336,13 @@ out:
 	return rc;
 }
 
+static long long mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void backoff(int attempt)
 {
 	unsigned cap = attempt < 8 ? (1u << attempt) : 256u;   /* ms */
@@ -420,6 +453,8 @@ static enum qc_err run(struct db *db, const char *sql, const struct db_val *p,
 	if (db->conn && !is_read_only(sql) && time(NULL) - db->last_ok > 2 &&
 	    mysql_ping(db->conn) != 0)
 		db_disconnect(db);
+	long long budget_end = mono_ms() + db->cfg->db_retry_budget_ms;
+
 	for (int attempt = 0;; attempt++) {
 		rc = run_once(db, sql, p, np, out, affected, once);
 		if (rc == QC_OK)
@@ -434,13 +469,18 @@ static enum qc_err run(struct db *db, const char *sql, const struct db_val *p,
 			log_error("db", "connection lost (%u): %s", db->last_errno, db->last_error);
 			return QC_EDBDOWN;
 		}
-		if ((db->last_errno == ER_LOCK_DEADLOCK || db->last_errno == ER_LOCK_WAIT_TIMEOUT)
-		    && attempt < DB_RETRIES) {
+		if (db->last_errno == ER_LOCK_DEADLOCK || db->last_errno == ER_LOCK_WAIT_TIMEOUT) {
 			/* the failed transaction was rolled back; make sure no
 			 * half-open one stays on this connection */
 			mysql_query(db->conn, "ROLLBACK");
-			backoff(attempt);
-			continue;
+			if (attempt < DB_RETRIES && mono_ms() < budget_end) {
+				backoff(attempt);
+				continue;
+			}
+			/* never wait on the database forever: busy, retry later */
+			log_error("db", "gave up after %d attempt(s) (%u): %s", attempt + 1,
+				  db->last_errno, db->last_error);
+			return QC_EDBDOWN;
 		}
 		if (db->last_errno == ER_NEED_REPREPARE && attempt < 2)
 			continue;

@@ -45,6 +45,9 @@ struct db_rows {
 
 /* Allocate a handle; does not connect.  Borrowed config must outlive it. */
 struct db *db_new(const struct config *cfg);
+/* A handle for the migration runner: connects as migrate_user (if set)
+ * and allows scripts of several statements; no other handle does. */
+struct db *db_new_migrator(const struct config *cfg);
 /* Close and free; db may be NULL. */
 void db_free(struct db *db);
 

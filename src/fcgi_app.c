@@ -28,6 +28,7 @@
 #include "inflight.h"
 #include "log.h"
 #include "metrics.h"
+#include "upstream.h"
 #include "usage.h"
 
 static atomic_int stopping;
@@ -167,6 +168,12 @@ int main(int argc, char **argv)
 	}
 	if ((lvl = log_parse_level(app->cfg.log_level)) >= 0)
 		log_set_level((enum log_level)lvl);
+	/* only configured models are called, each with a price (SPEC §11) */
+	if (upstream_prices_check(app->cfg.upstream_prices, app->cfg.upstream_model, err, sizeof err) < 0) {
+		log_error("main", "%s", err);
+		config_release(&app->cfg);
+		return 1;
+	}
 	raise_fd_limit();
 	if (mysql_library_init(0, NULL, NULL) ||
 	    !(app->pool = dbpool_new(&app->cfg, (unsigned)app->cfg.db_pool_size))) {

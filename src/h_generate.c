@@ -12,8 +12,76 @@
 #include "metrics.h"
 #include "jsonu.h"
 #include "orchestrator.h"
+#include "upstream.h"
 #include "quota.h"
 #include "usage.h"
+
+/* Only configured models, and of those only the plan's (SPEC §11): 1 when
+ * refused (answered). */
+static int model_refused(struct app *app, struct http_req *req, const char *model)
+{
+	char detail[200];
+	int ok;
+
+	if (!upstream_price(app->cfg.upstream_prices, model, NULL, NULL)) {
+		snprintf(detail, sizeof detail, "field 'model': '%.64s' is not a configured model "
+			 "(GET /api/v1/models lists them)", model);
+		api_error(req, QC_EINPUT, detail);
+		return 1;
+	}
+	if ((ok = plan_allows_model(app->db, req->user.plan, model, req->now)) < 0) {
+		api_error(req, QC_EDBDOWN, NULL);
+		return 1;
+	}
+	if (!ok) {
+		snprintf(detail, sizeof detail, "field 'model': the plan '%.32s' does not include model '%.64s'",
+			 req->user.plan, model);
+		api_error(req, QC_EINPUT, detail);
+		return 1;
+	}
+	return 0;
+}
+
+/* GET /api/v1/models: the configured models the caller's plan may use,
+ * with their prices (dollars per 1K tokens). */
+void h_models(struct app *app, struct http_req *req)
+{
+	const char *prices = app->cfg.upstream_prices;
+	json_object *o = json_object_new_object(), *data = json_object_new_array();
+
+	for (const char *p = prices; p && *p;) {
+		const char *comma = strchr(p, ','), *colon = strchr(p, ':');
+		size_t seg = comma ? (size_t)(comma - p) : strlen(p);
+		char name[65];
+		double in = 0, out = 0;
+		int ok;
+		if (colon && (size_t)(colon - p) < seg && (size_t)(colon - p) < sizeof name) {
+			snprintf(name, sizeof name, "%.*s", (int)(colon - p), p);
+			if ((ok = plan_allows_model(app->db, req->user.plan, name, req->now)) < 0) {
+				json_object_put(o);
+				json_object_put(data);
+				api_error(req, QC_EDBDOWN, NULL);
+				return;
+			}
+			if (ok && upstream_price(prices, name, &in, &out)) {
+				json_object *m = json_object_new_object();
+				json_object_object_add(m, "id", json_object_new_string(name));
+				json_object_object_add(m, "object", json_object_new_string("model"));
+				json_object_object_add(m, "owned_by", json_object_new_string("quotacache"));
+				json_object_object_add(m, "input_usd_per_1k", json_object_new_double(in));
+				json_object_object_add(m, "output_usd_per_1k", json_object_new_double(out));
+				json_object_object_add(m, "default", json_object_new_boolean(
+					strcmp(name, app->cfg.upstream_model) == 0));
+				json_object_array_add(data, m);
+			}
+		}
+		p = comma ? comma + 1 : NULL;
+	}
+	json_object_object_add(o, "object", json_object_new_string("list"));
+	json_object_object_add(o, "data", data);
+	http_send_json(req, 200, o);
+	json_object_put(o);
+}
 
 void h_generate(struct app *app, struct http_req *req)
 {
@@ -67,6 +135,8 @@ void h_generate(struct app *app, struct http_req *req)
 			return;
 		}
 	}
+	if (model_refused(app, req, in.model ? in.model : app->cfg.upstream_model))
+		return;
 	if (!inflight_admit(app->inf)) {
 		metrics_count("qc_backpressure_refusals_total", "scope=\"process\"", 1);
 		api_error(req, QC_EBUSY, "this worker holds its maximum of generations in flight; retry");

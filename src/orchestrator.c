@@ -79,9 +79,9 @@ static void event(const struct auth_user *u, const struct gen_request *in, const
 
 	memset(&ev, 0, sizeof ev);
 	ev.user_id = u->id;
-	snprintf(ev.plan, sizeof ev.plan, "%s", u->plan);
-	snprintf(ev.task, sizeof ev.task, "%s", in->task);
-	snprintf(ev.model, sizeof ev.model, "%s", r->model);
+	qc_copy_utf8(ev.plan, sizeof ev.plan, u->plan);
+	qc_copy_utf8(ev.task, sizeof ev.task, in->task);
+	qc_copy_utf8(ev.model, sizeof ev.model, r->model);
 	ev.prompt_tokens = r->cached ? 0 : r->prompt_tokens;
 	ev.completion_tokens = r->cached ? 0 : r->completion_tokens;
 	ev.cost_micro = r->cached ? 0 : r->cost_micro;
@@ -94,22 +94,14 @@ static void event(const struct auth_user *u, const struct gen_request *in, const
 	usage_note(&ev);
 }
 
-/* Serve r from a cache entry; what the entry's generation cost is "saved". */
+/* Serve r from a cache entry.  What the entry's generation cost is
+ * "saved": the columns only the billing transaction writes, never the
+ * metadata a user can PUT (0 for a user's own entries). */
 static void serve_hit(struct cache_entry *e, struct gen_result *r, long long *saved_tokens,
 		      long long *saved_micro)
 {
-	json_object *m = e->metadata ? json_tokener_parse(e->metadata) : NULL, *v;
-
-	*saved_tokens = *saved_micro = 0;
-	if (m) {
-		if (json_object_object_get_ex(m, "total_tokens", &v))
-			*saved_tokens = json_object_get_int64(v);
-		if (json_object_object_get_ex(m, "cost_micro", &v))
-			*saved_micro = json_object_get_int64(v);
-		if (json_object_object_get_ex(m, "model", &v) && json_object_is_type(v, json_type_string))
-			snprintf(r->model, sizeof r->model, "%s", json_object_get_string(v));
-		json_object_put(m);
-	}
+	*saved_tokens = e->gen_tokens > 0 ? e->gen_tokens : 0;
+	*saved_micro = e->gen_cost_micro > 0 ? e->gen_cost_micro : 0;
 	r->content = e->value;
 	r->content_len = e->value_len;
 	e->value = NULL;
@@ -342,6 +334,62 @@ enum orch_step orch_recheck(struct orch *o, struct db *db)
 	return ORCH_WAIT;
 }
 
+/* The billing transaction of a fresh answer (sql/007_billing.sql). */
+static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstream_result *ur,
+			     int estimated)
+{
+	static const char sql[] =
+		"CALL qc_finish_generation(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+	char plan[33], task[65], model[65];
+	json_object *meta = NULL;
+	const char *ms = NULL;
+	size_t mlen = 0;
+	struct db_rows *r = NULL;
+	enum qc_err rc;
+
+	if (o->caches) {
+		meta = json_object_new_object();
+		json_object_object_add(meta, "task", json_object_new_string(o->in.task));
+		json_object_object_add(meta, "model", json_object_new_string(o->r.model));
+		json_object_object_add(meta, "prompt_tokens", json_object_new_int64(o->r.prompt_tokens));
+		json_object_object_add(meta, "completion_tokens", json_object_new_int64(o->r.completion_tokens));
+		ms = json_object_to_json_string_length(meta, JSON_C_TO_STRING_PLAIN, &mlen);
+	}
+	qc_copy_utf8(plan, sizeof plan, o->user.plan);
+	qc_copy_utf8(task, sizeof task, o->in.task);
+	qc_copy_utf8(model, sizeof model, o->r.model);
+	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
+	{
+		struct db_val p[19] = {
+			DB_STR(o->rid), DB_INT(o->user.id), DB_INT(o->now),
+			DB_INT(o->r.prompt_tokens), DB_INT(o->r.completion_tokens), DB_INT(o->r.cost_micro),
+			DB_INT(o->caches ? 1 : 0), DB_STR(cache_tier_name(o->in.tier)),
+			DB_BLOB(o->key, o->klen), DB_BLOB(ur->content, ur->content_len),
+			ms ? DB_BLOB(ms, mlen) : DB_NULLV, DB_INT(o->cfg->cache_user_max_bytes),
+			DB_STR(plan), DB_STR(task), DB_STR(model), DB_INT(o->r.latency_ms),
+			DB_INT(estimated), o->leading ? DB_STR(o->fkey) : DB_NULLV,
+			o->leading ? DB_STR(o->owner) : DB_NULLV,
+		};
+		rc = db_query(db, sql, p, 19, &r);
+	}
+	json_object_put(meta);
+	if (rc != QC_OK)
+		return rc;
+	if (r->nrows != 1) {
+		db_rows_free(r);
+		return QC_EDB;
+	}
+	if (strcmp(db_cell(r, 0, 0), "ok") != 0)
+		log_warn("orch", "billing settled reservation %s as '%s' (the tokens are recorded)",
+			 o->rid, db_cell(r, 0, 0));
+	if (strcmp(db_cell(r, 0, 1), "full") == 0)
+		log_info("orch", "user %lld cache is full; answer not stored", o->user.id);
+	db_rows_free(r);
+	o->rid[0] = 0;
+	o->leading = 0;
+	return QC_OK;
+}
+
 enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
 			   struct upstream_result *ur, double up_secs)
 {
@@ -364,44 +412,19 @@ enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
 				      (o->sys.value ? chars(o->sys.value, o->sys.value_len) : 0) + 3) / 4;
 		o->r.completion_tokens = (chars(ur->content, ur->content_len) + 3) / 4;
 	}
-	o->r.cost_micro = upstream_cost_micro(cfg->upstream_prices, o->r.model, o->r.prompt_tokens,
+	/* priced as the configured model that was asked for (whatever name
+	 * the upstream answers with) */
+	o->r.cost_micro = upstream_cost_micro(cfg->upstream_prices, o->model, o->r.prompt_tokens,
 					      o->r.completion_tokens);
 	metrics_upstream("ok", ur->attempts, up_secs, o->r.prompt_tokens, o->r.completion_tokens,
 			 o->r.cost_micro);
 
-	/* store, then let the waiters in */
-	if (o->caches) {
-		enum cache_put_outcome po;
-		json_object *meta = json_object_new_object();
-		size_t mlen = 0;
-		const char *ms;
-		time_t cexp;
-		json_object_object_add(meta, "task", json_object_new_string(o->in.task));
-		json_object_object_add(meta, "model", json_object_new_string(o->r.model));
-		json_object_object_add(meta, "prompt_tokens", json_object_new_int64(o->r.prompt_tokens));
-		json_object_object_add(meta, "completion_tokens", json_object_new_int64(o->r.completion_tokens));
-		json_object_object_add(meta, "total_tokens", json_object_new_int64(o->r.prompt_tokens + o->r.completion_tokens));
-		json_object_object_add(meta, "cost_micro", json_object_new_int64(o->r.cost_micro));
-		ms = json_object_to_json_string_length(meta, JSON_C_TO_STRING_PLAIN, &mlen);
-		rc = cache_put(db, o->user.id, o->in.tier, o->key, o->klen, ur->content, ur->content_len, 0,
-			       ms, mlen, 0, o->now, cfg->cache_user_max_bytes, &po, &cexp);
-		json_object_put(meta);
-		if (rc != QC_OK)
-			log_warn("orch", "storing the answer failed: %s", qc_strerror(rc));
-		else if (po == CACHE_FULL)
-			log_info("orch", "user %lld cache is full; answer not stored", o->user.id);
-	}
-	/* bill, and let the waiters of a flight go, in one transaction */
-	{
-		char state[16];
-		rc = quota_settle_flight(db, o->user.id, o->rid, o->r.prompt_tokens + o->r.completion_tokens,
-					 o->now, o->leading ? o->fkey : NULL, o->leading ? o->owner : NULL,
-					 state, NULL);
-		if (rc == QC_OK)
-			o->leading = 0;
-		else
-			log_warn("orch", "billing failed (%s, %s); the reservation expires by itself",
-				 qc_strerror(rc), state);
+	/* store, bill, ledger row and flight row: one transaction */
+	if ((rc = finish_tx(o, db, ur, !ur->has_usage)) != QC_OK) {
+		log_error("orch", "billing the answer failed (%s); it is not served and not stored",
+			  qc_strerror(rc));
+		snprintf(o->r.error, sizeof o->r.error, "the answer could not be billed; retry");
+		return done(o, db, rc == QC_EDBDOWN ? QC_EDBDOWN : QC_EDB, NULL);
 	}
 	o->rid[0] = 0;
 	o->r.content = ur->content;
@@ -411,8 +434,6 @@ enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
 		flight_drop(db, o->fkey, o->owner);
 	o->leading = 0;
 	o->rc = QC_OK;
-	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
-	event(&o->user, &o->in, &o->r, "ok", 0, 0, o->now);
 	return ORCH_DONE;
 }
 

@@ -144,3 +144,17 @@ int qc_flush_due(unsigned n, unsigned max, time_t since, time_t now)
 	left = 1 - (long long)(now - since);
 	return left < 0 ? 0 : (int)left;
 }
+
+void qc_copy_utf8(char *dst, size_t dstsz, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (n >= dstsz) {
+		n = dstsz - 1;
+		/* back off continuation bytes, then the lead byte they belong to */
+		while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(dst, src, n);
+	dst[n] = 0;
+}

@@ -51,6 +51,10 @@ int qc_parse_iso8601(const char *s, long long *t);
  */
 int qc_flush_due(unsigned n, unsigned max, time_t since, time_t now);
 
+/* Copy src into dst (size dstsz >= 1), cut at a UTF-8 character boundary
+ * when it does not fit (never half a character in a bounded column). */
+void qc_copy_utf8(char *dst, size_t dstsz, const char *src);
+
 /* SHA-256 of data[0..len) as 64 lowercase hex characters + NUL (libcrypto). */
 void qc_sha256_hex(const void *data, size_t len, char out[65]);
 

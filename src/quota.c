@@ -248,7 +248,13 @@ static const char SQL_OVR_GET[] =
 static const char SQL_PLANS[] =
 	"SELECT name, display_name, tokens_per_day, tokens_per_month, calls_per_hour,"
 	" session_ttl_seconds, content_ttl_seconds FROM plans ORDER BY sort_order, name";
-static const char SQL_PRUNE[] = "DELETE FROM quota_counters WHERE window_start < ?";
+/* only windows that ENDED before the cut (a month ends at most 31 days after
+ * its start), and never one that still holds reserved tokens */
+static const char SQL_PRUNE[] =
+	"DELETE FROM quota_counters WHERE reserved = 0 AND ("
+	" (window_kind = 'hour' AND window_start + 3600 <= ?)"
+	" OR (window_kind = 'day' AND window_start + 86400 <= ?)"
+	" OR (window_kind = 'month' AND window_start + 31 * 86400 <= ?))";
 static const char SQL_EXPIRE_ALL[] = "CALL qc_expire_all(?)";
 static const char SQL_NEAREST[] =
 	"SELECT id, email, plan, admitted, lim, FLOOR(100 * admitted / lim) FROM ("
@@ -420,7 +426,8 @@ enum qc_err quota_settle_flight(struct db *db, long long user, const char *id, l
 	if (estimate)
 		*estimate = db_cell_ll(r, 0, 1);
 	snprintf(state, 16, "%s", outcome);
-	if (strcmp(outcome, "ok") == 0) {
+	if (strcmp(outcome, "ok") == 0 || strcmp(outcome, "late") == 0) {
+		/* 'late': a commit after the expiry, recorded all the same */
 		snprintf(state, 16, "%s", actual >= 0 ? "committed" : "released");
 		rc = QC_OK;
 	} else if (strcmp(outcome, "notfound") == 0) {
@@ -479,8 +486,8 @@ enum qc_err quota_plans(struct db *db, struct db_rows **out)
 
 enum qc_err quota_prune(struct db *db, time_t before, unsigned long long *deleted)
 {
-	struct db_val p[1] = { DB_INT(before) };
-	return db_exec(db, SQL_PRUNE, p, 1, deleted);
+	struct db_val p[3] = { DB_INT(before), DB_INT(before), DB_INT(before) };
+	return db_exec(db, SQL_PRUNE, p, 3, deleted);
 }
 
 enum qc_err quota_expire_all(struct db *db, time_t now)

@@ -135,7 +135,8 @@ enum qc_err quota_override_clear(struct db *db, long long user);
 enum qc_err quota_override_get(struct db *db, long long user, struct db_rows **out);
 /* Rows of the plans table, in display order. */
 enum qc_err quota_plans(struct db *db, struct db_rows **out);
-/* Delete counter rows of windows that started before `before`. */
+/* Delete counter windows that ended at or before `before` and hold no
+ * reservation (history only: current usage is never lost). */
 enum qc_err quota_prune(struct db *db, time_t before, unsigned long long *deleted);
 /* Expire stale reservations of every user. */
 enum qc_err quota_expire_all(struct db *db, time_t now);

@@ -35,6 +35,12 @@ static const struct opt opts[] = {
 	S(db_name, "quotacache"),
 	S(db_password, NULL),
 	S(db_password_file, NULL),
+	S(migrate_user, ""),
+	S(migrate_password, NULL),
+	S(migrate_password_file, NULL),
+	I(db_rw_timeout_s, "10", 1, 3600),
+	I(db_lock_wait_s, "3", 1, 300),
+	I(db_retry_budget_ms, "5000", 100, 600000),
 	I(max_body, "4194304", 1024, 1073741824LL),
 	I(auth_cache_seconds, "5", 0, 3600),
 	S(sql_dir, QC_SQL_DIR),
@@ -185,6 +191,11 @@ int config_read_secret(const char *path, char **out, char *err, size_t errlen)
 		close(fd);
 		seterr(err, errlen, "refusing secret file %s: it is world-readable (chmod o-r %s)",
 		       path, path);
+		return -1;
+	}
+	if (st.st_size >= (off_t)sizeof buf) {   /* never cut a secret silently */
+		close(fd);
+		seterr(err, errlen, "refusing secret file %s: larger than 4 KiB%s", path, "");
 		return -1;
 	}
 	n = read(fd, buf, sizeof buf - 1);

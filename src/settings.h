@@ -19,6 +19,13 @@ struct config {
 	char *db_name;
 	char *db_password;       /* from db_password_file or QC_DB_PASSWORD */
 	char *db_password_file;
+	char *migrate_user;      /* migrations (DDL) run as this user; "" = db_user */
+	char *migrate_password;  /* read from migrate_password_file by the migration
+				  * runner only: workers never hold it */
+	char *migrate_password_file;
+	long long db_rw_timeout_s;      /* read/write timeout of a connection */
+	long long db_lock_wait_s;       /* innodb_lock_wait_timeout per session */
+	long long db_retry_budget_ms;   /* total time a statement retries 1213/1205 */
 	/* http */
 	long long max_body;      /* bytes; bigger request bodies get 413 */
 	long long auth_cache_seconds;
@@ -27,7 +34,7 @@ struct config {
 	char *log_level;
 	/* quota */
 	long long reservation_ttl;   /* seconds an uncommitted reservation lives */
-	long long allow_test_clock;  /* 1: honour X-QC-Test-Now (tests only) */
+	long long allow_test_clock;  /* 1: honour X-QC-Test-Now (only in a --enable-test-clock build) */
 	long long metrics_allow_loopback; /* 1: /metrics without a key from 127.0.0.1/::1 */
 	/* cache */
 	long long cache_max_entry;       /* bytes */

@@ -107,6 +107,21 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud)
 	return len;
 }
 
+/* a model name: 1..64 of [A-Za-z0-9._:/-] (':' is the price separator,
+ * so not in a price list's names) */
+static int orch_like_model(const char *m, size_t len)
+{
+	if (len == 0 || len > 64)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = m[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-' || c == '/'))
+			return 0;
+	}
+	return 1;
+}
+
 static curl_socket_t open_high(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
 {
 	int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol), hi;
@@ -176,29 +191,89 @@ out:
 	return rc;
 }
 
-long long upstream_cost_micro(const char *prices, const char *model,
-			      long long prompt_tokens, long long completion_tokens)
+/* Walk "model:in:out,..." calling fn for each entry; fn returns non-zero to
+ * stop.  Returns -1 at the first malformed entry (entry copied into bad). */
+static int each_price(const char *prices, int (*fn)(const char *m, size_t ml, double in, double out,
+						     void *ud), void *ud, char *bad, size_t badlen)
 {
-	double in = 0, out = 0;
-	int have = 0;
-	size_t ml = strlen(model);
-
 	for (const char *p = prices; p && *p;) {
 		const char *comma = strchr(p, ','), *colon = strchr(p, ':');
 		size_t seg = comma ? (size_t)(comma - p) : strlen(p);
 		double a, b;
-		if (colon && (size_t)(colon - p) < seg && sscanf(colon + 1, "%lf:%lf", &a, &b) == 2) {
-			int match = (size_t)(colon - p) == ml && strncmp(p, model, ml) == 0;
-			if (match || !have) {   /* the first entry is the default */
-				in = a;
-				out = b;
-				have = 1;
-			}
-			if (match)
-				break;
+		char tail;
+		char entry[200];
+
+		snprintf(entry, sizeof entry, "%.*s", (int)(seg < 199 ? seg : 199), p);
+		if (!colon || (size_t)(colon - p) >= seg || !orch_like_model(p, (size_t)(colon - p)) ||
+		    sscanf(entry + (colon - p) + 1, "%lf:%lf%c", &a, &b, &tail) != 2 || a < 0 || b < 0 ||
+		    a > 1000 || b > 1000) {
+			if (bad)
+				snprintf(bad, badlen, "%s", entry);
+			return -1;
 		}
+		if (fn(p, (size_t)(colon - p), a, b, ud))
+			return 0;
 		p = comma ? comma + 1 : NULL;
 	}
+	return 0;
+}
+
+struct find { const char *model; size_t ml; double in, out; int found; };
+
+static int find_one(const char *m, size_t ml, double in, double out, void *ud)
+{
+	struct find *f = ud;
+
+	if (ml == f->ml && strncmp(m, f->model, ml) == 0) {
+		f->in = in;
+		f->out = out;
+		f->found = 1;
+		return 1;
+	}
+	return 0;
+}
+
+int upstream_price(const char *prices, const char *model, double *in, double *out)
+{
+	struct find f = { model, strlen(model), 0, 0, 0 };
+
+	if (each_price(prices, find_one, &f, NULL, 0) < 0 || !f.found)
+		return 0;
+	if (in)
+		*in = f.in;
+	if (out)
+		*out = f.out;
+	return 1;
+}
+
+int upstream_prices_check(const char *prices, const char *default_model, char *err, size_t errlen)
+{
+	char bad[200];
+	struct find f = { "", 0, 0, 0, 0 };
+
+	if (!prices || !*prices) {
+		snprintf(err, errlen, "upstream_prices lists no model: give model:in_per_1k:out_per_1k,...");
+		return -1;
+	}
+	if (each_price(prices, find_one, &f, bad, sizeof bad) < 0) {
+		snprintf(err, errlen, "upstream_prices: '%s' is not model:in_per_1k:out_per_1k "
+			 "(a price of dollars per 1K tokens for input and for output)", bad);
+		return -1;
+	}
+	if (!upstream_price(prices, default_model, NULL, NULL)) {
+		snprintf(err, errlen, "upstream_model '%s' has no price in upstream_prices", default_model);
+		return -1;
+	}
+	return 0;
+}
+
+long long upstream_cost_micro(const char *prices, const char *model,
+			      long long prompt_tokens, long long completion_tokens)
+{
+	double in = 0, out = 0;
+
+	if (!upstream_price(prices, model, &in, &out))
+		return 0;
 	/* prices are dollars per 1K tokens; the result is micro-dollars */
 	return (long long)(((double)prompt_tokens * in + (double)completion_tokens * out) * 1000.0 + 0.5);
 }

@@ -71,8 +71,14 @@ enum qc_err up_call_result(struct up_call *u, struct upstream_result *r, double 
  */
 int upstream_parse(const char *body, size_t len, struct upstream_result *r);
 
-/* Price of a call in micro-dollars from "model:in_per_1k:out_per_1k,...";
- * models not listed cost the first entry's price.  Pure. */
+/* The allow-list of models with their prices, "model:in_per_1k:out_per_1k,..."
+ * (dollars per 1K tokens).  upstream_price: 1 and the prices if model is
+ * listed, else 0.  upstream_prices_check: 0, or -1 with err when an entry is
+ * malformed or the default model has no price (the worker refuses to
+ * start).  upstream_cost_micro: micro-dollars of a call, 0 for a model not
+ * listed.  Pure. */
+int upstream_price(const char *prices, const char *model, double *in, double *out);
+int upstream_prices_check(const char *prices, const char *default_model, char *err, size_t errlen);
 long long upstream_cost_micro(const char *prices, const char *model,
 			      long long prompt_tokens, long long completion_tokens);
 

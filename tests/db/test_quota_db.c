@@ -66,15 +66,18 @@ int main(void)
 	CHECK(day_admitted(db, u, now + 6 + 600) == 2500, "at expiry status no longer counts them");
 	CHECK(quota_reserve(db, u, "x", 0, now + 700, 600, id2, &exp, &st) == QC_OK &&
 	      st.w[QUOTA_DAY].reserved == 1500, "a later reserve expired the stale reservation");
+	CHECK(quota_settle(db, u, id, 2000, now + 701, state, NULL) == QC_OK &&
+	      strcmp(state, "committed") == 0, "a commit after the expiry still records the actual tokens");
+	CHECK(day_admitted(db, u, now + 701) == 6000, "... 2500 + 2000 used, 1500 reserved");
 	CHECK(quota_settle(db, u, id, 2000, now + 701, state, NULL) == QC_ECONFLICT &&
-	      strcmp(state, "expired") == 0, "committing an expired reservation is refused");
+	      strcmp(state, "committed") == 0, "a second commit of it changes nothing");
 	CHECK(quota_settle(db, u, id2, 1500, now + 702, state, NULL) == QC_OK, "commit the new one fully");
-	CHECK(day_admitted(db, u, now + 702) == 4000, "used 4000 of 10000");
+	CHECK(day_admitted(db, u, now + 702) == 6000, "used 6000 of 10000");
 
 	/* actual > estimate is recorded and the next reserve is refused */
 	CHECK(quota_reserve(db, u, "x", 0, now + 800, 600, id, &exp, &st) == QC_OK, "reserve 1500");
 	CHECK(quota_settle(db, u, id, 7000, now + 801, state, NULL) == QC_OK, "commit 7000 (> estimate)");
-	CHECK(day_admitted(db, u, now + 801) == 11000, "the overrun is recorded honestly (11000)");
+	CHECK(day_admitted(db, u, now + 801) == 13000, "the overrun is recorded honestly (13000)");
 	CHECK(quota_status_get(db, u, NULL, 0, now + 801, &st) == QC_OK &&
 	      st.w[QUOTA_DAY].level == QUOTA_EXCEEDED && st.w[QUOTA_DAY].remaining == 0, "daily exceeded");
 	CHECK(quota_reserve(db, u, "x", 0, now + 802, 600, id, &exp, &st) == QC_EQUOTA &&
@@ -84,7 +87,7 @@ int main(void)
 	/* the next UTC day is a new window; the month remembers */
 	time_t tomorrow = dbt_utc(2026, 3, 11, 0, 0, 5);
 	CHECK(quota_reserve(db, u, "x", 0, tomorrow, 600, id, &exp, &st) == QC_OK &&
-	      st.w[QUOTA_DAY].used == 0 && st.w[QUOTA_MONTH].used == 11000, "new day window, month carries");
+	      st.w[QUOTA_DAY].used == 0 && st.w[QUOTA_MONTH].used == 13000, "new day window, month carries");
 	quota_settle(db, u, id, -1, tomorrow + 1, state, NULL);
 
 	/* overrides: take effect, lapse at expires_at */

@@ -1,6 +1,8 @@
 """test_cli.py - quotacachectl against the test database: users, keys,
 plans, quota overrides and reports; SQL metacharacters are plain data."""
-from qc import check, ctl, done, get, new_user, post
+import time
+
+from qc import check, ctl, done, get, new_user, post, sql
 
 rc, out, err = ctl("user", "add", "--email", "x@y.z", "--plan", "platinum", check_rc=False)
 check(rc == 1 and "unknown plan" in err, "user add with an unknown plan fails clearly", err)
@@ -37,8 +39,25 @@ rc, out, err = ctl("quota", "set-override", "--id", str(uid), check_rc=False)
 check(rc == 2, "set-override without limits is a usage error", err)
 rc, out, err = ctl("quota", "expire")
 check(rc == 0, "quota expire runs")
+# prune: only windows that ENDED more than N days ago; current usage stays
+now = int(time.time())
+old_day = now - now % 86400 - 40 * 86400
+sql(f"INSERT IGNORE INTO quota_counters (user_id, window_kind, window_start, used) VALUES"
+    f" ({uid}, 'day', {old_day}, 7), ({uid}, 'hour', {old_day}, 0)")
+before = get("/api/v1/quota/status", key=key).json
 rc, out, err = ctl("quota", "prune", "--days", "1")
-check(rc == 0 and "pruned" in out, "quota prune runs", out)
+after = get("/api/v1/quota/status", key=key).json
+left = sql(f"SELECT COUNT(*) FROM quota_counters WHERE user_id = {uid} AND window_start = {old_day}")[0][0]
+check(rc == 0 and "pruned" in out and left == "0", "quota prune --days 1 removes windows that ended 40 days ago", out)
+check(before["monthly"]["used"] + before["monthly"]["reserved"] > 0
+      and after["monthly"]["used"] == before["monthly"]["used"] and after["daily"]["used"] == before["daily"]["used"]
+      and after["monthly"]["reserved"] == before["monthly"]["reserved"],
+      "... and keeps this month's and today's usage (prune never loses current usage)", (before["monthly"], after["monthly"]))
+for bad in ("0", "-3", "1x", ""):
+    rc, out, err = ctl("quota", "prune", "--days", bad, check_rc=False)
+    check(rc == 2 and "whole number" in err, f"quota prune --days '{bad}' is refused", err)
+rc, out, err = ctl("quota", "status", "--id", f"{uid}abc", check_rc=False)
+check(rc != 0 and "whole number" in err, "--id with trailing garbage is refused, not read as a number", err)
 
 _, out, _ = ctl("key", "list", "--id", str(uid))
 check(key[:12] in out and key not in out, "key list shows the prefix, never the key")

@@ -76,4 +76,20 @@ check(r.status in (400, 404, 414), "5000-byte path: clear 4xx", r)
 r = get("/api/v1/" + "a" * 60000, key=key)
 check(400 <= r.status < 500 or r.status == 431, "60 KB path: clear 4xx", r)
 check(get("/api/v1/health").status == 200, "worker alive after hostile paths")
+
+# the test clock: only a --enable-test-clock build reads X-QC-Test-Now, and
+# then only as epoch seconds in 2000..2100; any other worker ignores it
+import os  # noqa: E402
+test_clock = os.environ.get("QC_TEST_CLOCK_BUILD") == "1"
+future = 4000000000   # 2096: a fresh month for quota windows
+r = get("/api/v1/quota/status", key=key, headers={"X-QC-Test-Now": str(future)})
+moved = r.status == 200 and r.json["daily"]["resets_at"].startswith("2096")
+if test_clock:
+    check(moved, "test build: X-QC-Test-Now moves the request clock", r)
+    for bad in ("garbage", "12abc", "-5", "99999999999999999999", "1", "4102444801"):
+        r = get("/api/v1/quota/status", key=key, headers={"X-QC-Test-Now": bad})
+        check(is_problem(r, 400) and "X-QC-Test-Now" in r.json.get("detail", ""),
+              f"test build: X-QC-Test-Now '{bad}' is a 400, never a clock", r)
+else:
+    check(r.status == 200 and not moved, "a worker built without the test clock ignores X-QC-Test-Now", r)
 done()

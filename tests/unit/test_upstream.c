@@ -1,6 +1,7 @@
 /* test_upstream.c - parsing OpenAI answers, prices, backoff, and a refused
  * connection (no server needed: nothing listens on the port). */
 #include <stdlib.h>
+#include <string.h>
 
 #include <curl/curl.h>
 
@@ -42,7 +43,25 @@ int main(void)
 	CHECK(upstream_cost_micro("gpt-4o-mini:0.00015:0.0006", "gpt-4o-mini", 1000, 1000) == 750,
 	      "1K in + 1K out at 0.00015/0.0006 = $0.00075");
 	CHECK(upstream_cost_micro("a:0.001:0.002,b:0.01:0.02", "b", 2000, 500) == 30000, "second model's price");
-	CHECK(upstream_cost_micro("a:0.001:0.002,b:0.01:0.02", "zzz", 1000, 0) == 1000, "unknown model: first price");
+	CHECK(upstream_cost_micro("a:0.001:0.002,b:0.01:0.02", "zzz", 1000, 0) == 0,
+	      "a model not on the list has no price (it is never called)");
+	{
+		char err[300];
+		double in = 0, out = 0;
+		CHECK(upstream_price("a:0.001:0.002,b:0.01:0.02", "b", &in, &out) == 1 && in == 0.01 && out == 0.02,
+		      "the allow-list gives a listed model's prices");
+		CHECK(upstream_price("a:0.001:0.002", "a:0.001", NULL, NULL) == 0, "a name is matched whole");
+		CHECK(upstream_prices_check("a:0.001:0.002,b:0.01:0.02", "b", err, sizeof err) == 0,
+		      "a well-formed list with the default model passes");
+		CHECK(upstream_prices_check("a:0.001:0.002", "gpt-x", err, sizeof err) < 0 && strstr(err, "gpt-x"),
+		      "the default model must have a price");
+		CHECK(upstream_prices_check("a:0.001", "a", err, sizeof err) < 0 &&
+		      upstream_prices_check("a:0.001:x", "a", err, sizeof err) < 0 &&
+		      upstream_prices_check("a:-1:0.1", "a", err, sizeof err) < 0 &&
+		      upstream_prices_check("a:0.1:0.1junk", "a", err, sizeof err) < 0 &&
+		      upstream_prices_check("", "a", err, sizeof err) < 0,
+		      "malformed, negative or missing prices refuse the configuration");
+	}
 	CHECK(upstream_cost_micro("", "a", 1000, 1000) == 0, "no prices: free");
 
 	CHECK(upstream_backoff_ms(200, 0, 0, 0.0) == 100 && upstream_backoff_ms(200, 0, 0, 0.999) < 200,
