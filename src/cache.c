@@ -377,7 +377,8 @@ fail:
 	return rc;
 }
 
-/* plans read cache: a minute, or a second for a plan it does not know yet */
+/* plans read cache: a minute; a plan it does not know yet (just created)
+ * makes it read the table again at once */
 struct plan_info { char name[33]; int session, content, any_model; char models[512]; };
 static struct plan_info plan_infos[32];
 static unsigned nplan_infos;
@@ -395,8 +396,6 @@ static int plan_lookup(struct db *db, const char *plan, time_t now, struct plan_
 	for (int pass = 0; pass < 2 && !found; pass++) {
 		if (pass == 1 || !nplan_infos || now - plan_infos_at >= 60 || now < plan_infos_at) {
 			struct db_rows *r = NULL;
-			if (pass == 1 && now - plan_infos_at < 1 && now >= plan_infos_at)
-				break;
 			if (db_query(db, sql, NULL, 0, &r) != QC_OK) {
 				pthread_mutex_unlock(&plan_mu);
 				return -1;

@@ -161,6 +161,16 @@ static void settle(struct db *db, long long user, const char *rid, long long act
 			 qc_strerror(rc), state);
 }
 
+/* The configured saving of a hit of tier in micro-dollars; a bad or
+ * negative setting counts as 0, never as a negative saving. */
+static long long saving_micro(const struct config *cfg, enum cache_tier t)
+{
+	long long v = cache_parse_micro(t == CACHE_SYSTEM ? cfg->cache_saving_system
+					: t == CACHE_CONTENT ? cfg->cache_saving_content
+					: cfg->cache_saving_session);
+	return v < 0 ? 0 : v;
+}
+
 /* End the generation with rc; releases what is held.  Always ORCH_DONE. */
 static enum orch_step done(struct orch *o, struct db *db, enum qc_err rc, const char *outcome)
 {
@@ -186,9 +196,7 @@ static enum orch_step hit(struct orch *o, struct db *db, struct cache_entry *e)
 		settle(db, o->user.id, o->rid, -1, o->now);
 		o->rid[0] = 0;
 	}
-	cache_note_hit(e->id, o->user.id, o->in.tier, o->user.plan, o->now,
-		       cache_parse_micro(o->in.tier == CACHE_CONTENT ? o->cfg->cache_saving_content
-							     : o->cfg->cache_saving_session));
+	cache_note_hit(e->id, o->user.id, o->in.tier, o->user.plan, o->now, saving_micro(o->cfg, o->in.tier));
 	serve_hit(e, &o->r, &saved_t, &saved_m);
 	cache_entry_release(e);
 	o->rc = QC_OK;
@@ -266,7 +274,7 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 		if (rc != QC_OK)
 			return done(o, NULL, rc, NULL);
 		cache_note_hit(o->sys.id, user->id, CACHE_SYSTEM, user->plan, now,
-			       cache_parse_micro(cfg->cache_saving_system));
+			       saving_micro(cfg, CACHE_SYSTEM));
 	}
 
 	/* 3. quota, and for cacheable plans the single-flight row of this

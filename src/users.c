@@ -106,10 +106,22 @@ enum qc_err users_add(struct db *db, const char *email, const char *plan, int ad
 	p[0] = DB_STR(email);
 	p[1] = DB_STR(plan);
 	p[2] = DB_STR(admin ? "admin" : "user");
-	if ((rc = db_exec(db, SQL_ADD_USER, p, 3, NULL)) != QC_OK)
-		return db_errno(db) == ER_DUP_ENTRY ? QC_ECONFLICT : rc;
+	/* the user and its first key: both or neither */
+	if ((rc = db_exec(db, "START TRANSACTION", NULL, 0, NULL)) != QC_OK)
+		return rc;
+	if ((rc = db_exec(db, SQL_ADD_USER, p, 3, NULL)) != QC_OK) {
+		int dup = db_errno(db) == ER_DUP_ENTRY;
+		db_exec(db, "ROLLBACK", NULL, 0, NULL);
+		return dup ? QC_ECONFLICT : rc;
+	}
 	*id_out = (long long)db_insert_id(db);
-	return keys_add(db, *id_out, key_out);
+	if ((rc = keys_add(db, *id_out, key_out)) != QC_OK ||
+	    (rc = db_exec(db, "COMMIT", NULL, 0, NULL)) != QC_OK) {
+		db_exec(db, "ROLLBACK", NULL, 0, NULL);
+		*id_out = 0;
+		return rc;
+	}
+	return QC_OK;
 }
 
 enum qc_err users_find(struct db *db, const char *email, long long *id_out)
