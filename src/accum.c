@@ -89,6 +89,29 @@ enum qc_err accum_flush(struct accum *a, struct db *db)
 	if (a->sort)
 		qsort(mine, n, a->recsz, a->sort);
 	rc = a->write(db, mine, n);
+	if (rc == QC_EDB && n > 1) {
+		/* the database answered but refused the batch: one bad record must
+		 * not block the ones behind it; write them one by one and drop (log,
+		 * count) only those refused on their own */
+		unsigned bad = 0;
+		for (unsigned i = 0; i < n; i++) {
+			char *r = (char *)mine + (size_t)i * a->recsz;
+			if (a->write(db, r, 1) == QC_EDB) {
+				bad++;
+				if (a->describe) {
+					char line[600];
+					a->describe(r, line, sizeof line);
+					log_error("accum", "%s: a record was refused and is dropped: %s", a->name, line);
+				}
+			}
+		}
+		pthread_mutex_lock(&a->mu);
+		a->dropped += bad;
+		a->failed_flushes++;
+		pthread_mutex_unlock(&a->mu);
+		free(mine);
+		return bad ? QC_EDB : QC_OK;
+	}
 	if (rc != QC_OK) {
 		/* put them back for the next try */
 		pthread_mutex_lock(&a->mu);

@@ -30,6 +30,8 @@ struct accum {
 	/* write n records (sorted by the flusher if sort is set); QC_OK or an error */
 	enum qc_err (*write)(struct db *db, void *recs, unsigned n);
 	int (*sort)(const void *a, const void *b);
+	/* a record as text for the log when it is refused (may be NULL) */
+	void (*describe)(const void *rec, char *out, size_t outlen);
 	/* state, under mu */
 	pthread_mutex_t mu;
 	void *recs;

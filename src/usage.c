@@ -16,8 +16,20 @@
 
 static enum qc_err write_events(struct db *db, void *recs, unsigned n);
 
-struct accum usage_accum = ACCUM_INIT("usage events", struct usage_event, MAX_QUEUED,
-				      NULL, NULL, write_events, NULL);
+static void describe_event(const void *rec, char *out, size_t len)
+{
+	const struct usage_event *e = rec;
+
+	snprintf(out, len, "user=%lld plan=%s task=%s model=%s prompt_tokens=%lld completion_tokens=%lld"
+		 " cost_micro=%lld saved_tokens=%lld saved_micro=%lld cached=%d outcome=%s latency_ms=%lld at=%lld",
+		 e->user_id, e->plan, e->task, e->model, e->prompt_tokens, e->completion_tokens, e->cost_micro,
+		 e->saved_tokens, e->saved_micro, e->cached, e->outcome, e->latency_ms, (long long)e->created_at);
+}
+
+struct accum usage_accum = {
+	.name = "usage events", .recsz = sizeof(struct usage_event), .cap = MAX_QUEUED,
+	.write = write_events, .describe = describe_event, .mu = PTHREAD_MUTEX_INITIALIZER,
+};
 
 void usage_note(const struct usage_event *ev)
 {

@@ -96,7 +96,7 @@ run_api_suites() {
 	for t in ${QC_TESTS:-test_*.py}; do
 		[ "$t" = test_outage.py ] && continue   # stops the database: runs last
 		echo "# $QC_SERVER: $t"
-		python3 "$t" || echo "# $t exited $?"
+		python3 "$t" || echo "not ok - [$QC_SERVER] $t exited $? (see the lines above)"
 	done
 }
 export QC_SERVER=${QC_SERVER:-lighttpd}

@@ -109,4 +109,59 @@ r = post("/api/v1/quota/commit", {"reservation_id": res_id, "actual_tokens": 777
 s = get("/api/v1/quota/status", key=lkey).json
 check(r.status == 200 and s["daily"]["used"] == 777 and s["daily"]["reserved"] == 0,
       "a commit after its reservation expired still records the 777 tokens", (r, s["daily"]))
+# --- a ledger row the database refuses never blocks the rows behind it --------------
+pid_, pkey, _ = new_user("pro_monthly", prefix="poison")
+put("/api/v1/cache/content/p1", {"value": "v"}, key=pkey)
+# (a NOT NULL column set to NULL: an error the database raises for that row only)
+sql("CREATE TRIGGER qc_test_poison BEFORE INSERT ON usage_events FOR EACH ROW"
+    " SET NEW.cached = IF(NEW.task = 'poison', NULL, NEW.cached)")
+try:
+    for task in ("fine", "poison", "fine", "fine"):
+        post("/api/v1/generate", {"task": task, "prompt": "x", "cache_key": "p1"}, key=pkey)
+    get("/api/v1/usage", key=pkey)   # flushes this worker's rows now
+    import time  # noqa: E402
+    time.sleep(1.6)                  # and the other workers' within a second
+    n = {r[0]: int(r[1]) for r in sql(f"SELECT task, COUNT(*) FROM usage_events WHERE user_id = {pid_} GROUP BY task")}
+finally:
+    sql("DROP TRIGGER IF EXISTS qc_test_poison")
+check(n.get("fine") == 3 and "poison" not in n,
+      "a refused ledger row is dropped (logged, counted) and the 3 rows batched with it are written", n)
+
+# --- every procedure rolls back on an error inside it ----------------------------------
+var_cnf = os.path.join(var, "mariadb", "my.cnf")
+dbname = os.environ.get("QC_DB_NAME", "quotacache")
+
+
+def session(stmts):
+    # statements on stdin, one session: --force goes on after an error
+    p = subprocess.run(["mariadb", f"--defaults-file={var_cnf}", "--force", "-N", "-B", dbname],
+                       input="DROP TRIGGER IF EXISTS qc_test_fail;\n" + stmts.replace("; ", ";\n") +
+                       "\nDROP TRIGGER IF EXISTS qc_test_fail;\n", capture_output=True, text=True)
+    return p.stdout.split(), p.stderr
+
+
+sid_, skey, _ = new_user("pro_monthly", prefix="rollback")
+put("/api/v1/cache/content/r1", {"value": "keep me"}, key=skey)
+out, err = session("CREATE TRIGGER qc_test_fail BEFORE UPDATE ON cache_usage FOR EACH ROW"
+                   f" SET NEW.bytes = IF(NEW.user_id = {sid_}, NULL, NEW.bytes);"
+                   f" CALL qc_cache_remove({sid_}, 1, UNIX_TIMESTAMP()); SELECT @@in_transaction;"
+                   " DROP TRIGGER qc_test_fail;")
+left = sql(f"SELECT COUNT(*) FROM ai_cache WHERE user_id = {sid_}")[0][0]
+check("cannot be null" in err and out[-1:] == ["0"] and left == "1",
+      "qc_cache_remove: an error inside rolls back, no transaction left open, nothing deleted", (out, err, left))
+r = post("/api/v1/quota/reserve", {"task_type": "extraction"}, key=skey)
+rid2 = r.json.get("reservation_id") if r.status == 201 else "x"
+sql(f"UPDATE quota_reservations SET expires_at = 1 WHERE id = '{rid2}'")
+out, err = session("CREATE TRIGGER qc_test_fail BEFORE UPDATE ON quota_reservations FOR EACH ROW"
+                   f" SET NEW.state = IF(NEW.user_id = {sid_}, NULL, NEW.state);"
+                   " CALL qc_expire_all(UNIX_TIMESTAMP()); SELECT @@in_transaction;"
+                   f" CALL qc_settle('{rid2}', {sid_}, 5, UNIX_TIMESTAMP(), NULL, NULL); SELECT @@in_transaction;"
+                   " DROP TRIGGER qc_test_fail;")
+state = sql(f"SELECT state FROM quota_reservations WHERE id = '{rid2}'")[0][0]
+res = sql(f"SELECT reserved FROM quota_counters WHERE user_id = {sid_} AND window_kind = 'day'")
+check(err.count("cannot be null") >= 2 and out.count("0") >= 2 and out[-2:] == ["0", "0"] and state == "active"
+      and res and int(res[0][0]) > 0,
+      "qc_expire_all and qc_settle: an error inside rolls back, no transaction left open, nothing settled",
+      (out, err, state, res))
+sql(f"CALL qc_expire_all(UNIX_TIMESTAMP())")
 done()
