@@ -43,8 +43,10 @@ def check(cond, name, detail=None):
 
 
 def done():
+    """End a test file: exit 3 when a check failed (already counted as
+    'not ok'); any other non-zero exit (a crash) is counted by run.sh."""
     print(f"1..{_n}", flush=True)
-    sys.exit(1 if _failed else 0)
+    sys.exit(3 if _failed else 0)
 
 
 class Resp:

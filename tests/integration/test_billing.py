@@ -5,6 +5,7 @@ the same transaction, a late commit records the truth, least privilege."""
 import json
 import os
 import subprocess
+import time
 import urllib.request
 
 from qc import check, done, get, is_problem, new_user, post, put, sql
@@ -19,6 +20,7 @@ def mock(path, data=None):
 
 
 def usage(key):
+    time.sleep(1.3)   # hits' ledger rows reach the database within a second from every worker
     return get("/api/v1/usage", key=key).json["tasks"]
 
 
@@ -164,4 +166,24 @@ check(err.count("cannot be null") >= 2 and out.count("0") >= 2 and out[-2:] == [
       "qc_expire_all and qc_settle: an error inside rolls back, no transaction left open, nothing settled",
       (out, err, state, res))
 sql(f"CALL qc_expire_all(UNIX_TIMESTAMP())")
+
+# --- the database is never waited on forever: a held row lock -> 503 ----------------
+if os.environ.get("QC_SERVER", "lighttpd") == "lighttpd":
+    wid, wkey, _ = new_user("pro_monthly", prefix="lockwait")
+    post("/api/v1/quota/reserve", {"task_type": "x"}, key=wkey)   # its counter rows exist
+    holder = subprocess.Popen(["mariadb", f"--defaults-file={var_cnf}", dbname],
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              text=True)
+    holder.stdin.write(f"BEGIN; SELECT * FROM quota_counters WHERE user_id = {wid} FOR UPDATE;"
+                       " SELECT SLEEP(12); ROLLBACK;\n")
+    holder.stdin.flush()
+    import time  # noqa: E402
+    time.sleep(0.5)
+    r = post("/api/v1/quota/reserve", {"task_type": "x"}, key=wkey, timeout=60)
+    holder.stdin.close()
+    holder.wait(30)
+    check(is_problem(r, 503) and r.header("retry-after") is not None,
+          "a row lock held elsewhere: the reserve gives up within its retry budget with 503 + Retry-After", r)
+    r = post("/api/v1/quota/reserve", {"task_type": "x"}, key=wkey)
+    check(r.status == 201, "once the lock is gone the same reserve is admitted", r)
 done()
