@@ -63,7 +63,7 @@ static const struct opt opts[] = {
 	I(upstream_backoff_ms, "200", 0, 60000),
 	S(upstream_prices, "gpt-4o-mini:0.00015:0.0006"),
 	S(prompts_dir, QC_PROMPTS_DIR),
-	I(worker_threads, "6", 1, 256),
+	I(worker_threads, "2", 1, 256),
 	I(completion_threads, "2", 1, 64),
 	I(db_pool_size, "8", 1, 256),
 	/* at most ~2 descriptors a call; libfcgi select()s its own below 1024 */
