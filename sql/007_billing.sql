@@ -129,16 +129,7 @@ BEGIN
     SELECT state, estimate, expires_at INTO v_state, o_est, v_expires
       FROM quota_reservations WHERE id = p_id AND user_id = p_user FOR UPDATE;
     IF v_state = 'active' AND (p_actual IS NOT NULL OR v_expires > p_now) THEN
-      UPDATE quota_counters
-         SET reserved = reserved - o_est,
-             used = used + COALESCE(p_actual, 0),
-             overruns = overruns + IF(COALESCE(p_actual, 0) > o_est, 1, 0)
-       WHERE user_id = p_user
-         AND ((window_kind = 'day' AND window_start = v_day)
-           OR (window_kind = 'month' AND window_start = v_month));
-      UPDATE quota_reservations
-         SET state = IF(p_actual IS NULL, 'released', 'committed'), actual = p_actual, settled_at = p_now
-       WHERE id = p_id;
+      CALL qc_settle_locked(p_id, p_actual, IF(p_actual IS NULL, 'released', 'committed'), p_now);
       SET o_outcome = IF(v_expires <= p_now, 'late', 'ok'), o_actual = p_actual;
     ELSEIF v_state = 'active' THEN
       -- a release past the expiry: settle it as expired

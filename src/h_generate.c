@@ -42,43 +42,49 @@ static int model_refused(struct app *app, struct http_req *req, const char *mode
 	return 0;
 }
 
+struct models_ctx { struct app *app; struct http_req *req; json_object *data; int dberr; };
+
+static int add_model(const char *m, size_t ml, double in, double out, void *ud)
+{
+	struct models_ctx *c = ud;
+	char name[65];
+	json_object *o;
+	int ok;
+
+	snprintf(name, sizeof name, "%.*s", (int)ml, m);
+	if ((ok = plan_allows_model(c->app->db, c->req->user.plan, name, c->req->now)) < 0) {
+		c->dberr = 1;
+		return 1;
+	}
+	if (!ok)
+		return 0;
+	o = json_object_new_object();
+	json_object_object_add(o, "id", json_object_new_string(name));
+	json_object_object_add(o, "object", json_object_new_string("model"));
+	json_object_object_add(o, "owned_by", json_object_new_string("quotacache"));
+	json_object_object_add(o, "input_usd_per_1k", json_object_new_double(in));
+	json_object_object_add(o, "output_usd_per_1k", json_object_new_double(out));
+	json_object_object_add(o, "default", json_object_new_boolean(strcmp(name, c->app->cfg.upstream_model) == 0));
+	json_object_array_add(c->data, o);
+	return 0;
+}
+
 /* GET /api/v1/models: the configured models the caller's plan may use,
  * with their prices (dollars per 1K tokens). */
 void h_models(struct app *app, struct http_req *req)
 {
-	const char *prices = app->cfg.upstream_prices;
-	json_object *o = json_object_new_object(), *data = json_object_new_array();
+	struct models_ctx c = { app, req, json_object_new_array(), 0 };
+	json_object *o;
 
-	for (const char *p = prices; p && *p;) {
-		const char *comma = strchr(p, ','), *colon = strchr(p, ':');
-		size_t seg = comma ? (size_t)(comma - p) : strlen(p);
-		char name[65];
-		double in = 0, out = 0;
-		int ok;
-		if (colon && (size_t)(colon - p) < seg && (size_t)(colon - p) < sizeof name) {
-			snprintf(name, sizeof name, "%.*s", (int)(colon - p), p);
-			if ((ok = plan_allows_model(app->db, req->user.plan, name, req->now)) < 0) {
-				json_object_put(o);
-				json_object_put(data);
-				api_error(req, QC_EDBDOWN, NULL);
-				return;
-			}
-			if (ok && upstream_price(prices, name, &in, &out)) {
-				json_object *m = json_object_new_object();
-				json_object_object_add(m, "id", json_object_new_string(name));
-				json_object_object_add(m, "object", json_object_new_string("model"));
-				json_object_object_add(m, "owned_by", json_object_new_string("quotacache"));
-				json_object_object_add(m, "input_usd_per_1k", json_object_new_double(in));
-				json_object_object_add(m, "output_usd_per_1k", json_object_new_double(out));
-				json_object_object_add(m, "default", json_object_new_boolean(
-					strcmp(name, app->cfg.upstream_model) == 0));
-				json_object_array_add(data, m);
-			}
-		}
-		p = comma ? comma + 1 : NULL;
+	upstream_models_each(app->cfg.upstream_prices, add_model, &c);
+	if (c.dberr) {
+		json_object_put(c.data);
+		api_error(req, QC_EDBDOWN, NULL);
+		return;
 	}
+	o = json_object_new_object();
 	json_object_object_add(o, "object", json_object_new_string("list"));
-	json_object_object_add(o, "data", data);
+	json_object_object_add(o, "data", c.data);
 	http_send_json(req, 200, o);
 	json_object_put(o);
 }

@@ -233,6 +233,12 @@ static int find_one(const char *m, size_t ml, double in, double out, void *ud)
 	return 0;
 }
 
+int upstream_models_each(const char *prices,
+			 int (*fn)(const char *m, size_t ml, double in, double out, void *ud), void *ud)
+{
+	return each_price(prices, fn, ud, NULL, 0);
+}
+
 int upstream_price(const char *prices, const char *model, double *in, double *out)
 {
 	struct find f = { model, strlen(model), 0, 0, 0 };

@@ -78,6 +78,10 @@ int upstream_parse(const char *body, size_t len, struct upstream_result *r);
  * start).  upstream_cost_micro: micro-dollars of a call, 0 for a model not
  * listed.  Pure. */
 int upstream_price(const char *prices, const char *model, double *in, double *out);
+/* Call fn for each listed model in order (fn returns non-zero to stop);
+ * -1 if the list is malformed. */
+int upstream_models_each(const char *prices,
+			 int (*fn)(const char *m, size_t ml, double in, double out, void *ud), void *ud);
 int upstream_prices_check(const char *prices, const char *default_model, char *err, size_t errlen);
 long long upstream_cost_micro(const char *prices, const char *model,
 			      long long prompt_tokens, long long completion_tokens);

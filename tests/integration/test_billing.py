@@ -76,6 +76,12 @@ m = get("/api/v1/models", key=key)
 ids = [x["id"] for x in m.json["data"]] if m.status == 200 else []
 check(ids == ["mock-model", "gpt-4o-mini"] and m.json["data"][0]["default"] is True,
       "GET /api/v1/models lists the configured models with prices", m)
+r = get("/api/v1/models")
+check(is_problem(r, 401), "GET /api/v1/models without a key: 401", r)
+r = get("/api/v1/models", key="qck_" + "x" * 32)
+check(is_problem(r, 401), "GET /api/v1/models with a bad key: 401", r)
+r = post("/api/v1/models", {}, key=key)
+check(is_problem(r, 405), "POST /api/v1/models: 405", r)
 # a plan restricted to one model
 sql("INSERT IGNORE INTO plans (name, display_name, tokens_per_day, tokens_per_month, calls_per_hour,"
     " session_ttl_seconds, content_ttl_seconds, sort_order, models)"
