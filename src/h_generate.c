@@ -2,6 +2,7 @@
  * h_generate.c - POST /api/v1/generate and GET /api/v1/usage: validate,
  * call the orchestrator or the usage reports, shape the JSON.
  */
+#include <ctype.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,46 @@ void h_models(struct app *app, struct http_req *req)
 	json_object_put(o);
 }
 
+/* Test builds only (configure --enable-test-clock, allow_test_clock = 1):
+ * X-QC-Test-Stall: before_upstream:MS | before_billing:MS holds this miss MS
+ * milliseconds at that point, so that a fault test can kill -9 the worker
+ * there.  -1 when the answer was sent (a bad value). */
+static int test_stall(struct app *app, struct http_req *req, struct gen_request *in)
+{
+#ifdef QC_TEST_CLOCK
+	static const struct { const char *name; int point; } points[] = {
+		{ "before_upstream:", ORCH_STALL_BEFORE_UPSTREAM },
+		{ "before_billing:", ORCH_STALL_BEFORE_BILLING },
+	};
+	const char *v = app->cfg.allow_test_clock ? http_getenv(req, "HTTP_X_QC_TEST_STALL") : NULL;
+	size_t i;
+
+	if (!v || !*v)
+		return 0;
+	for (i = 0; i < sizeof points / sizeof points[0]; i++) {
+		size_t n = strlen(points[i].name);
+		char *end;
+		long long ms;
+
+		if (strncmp(v, points[i].name, n) != 0 || !isdigit((unsigned char)v[n]))
+			continue;
+		ms = strtoll(v + n, &end, 10);
+		if (*end || ms > 60000)
+			break;
+		in->test_stall = points[i].point;
+		in->test_stall_ms = ms;
+		return 0;
+	}
+	api_error(req, QC_EINPUT, "X-QC-Test-Stall takes before_upstream:MS or before_billing:MS (MS <= 60000)");
+	return -1;
+#else
+	(void)app;
+	(void)req;
+	(void)in;
+	return 0;
+#endif
+}
+
 void h_generate(struct app *app, struct http_req *req)
 {
 	static const char *const allowed[] = { "task", "prompt", "system_prompt_key", "cache_key",
@@ -143,6 +184,8 @@ void h_generate(struct app *app, struct http_req *req)
 	}
 	if (model_refused(app, req, in.model ? in.model : app->cfg.upstream_model))
 		return;
+	if (test_stall(app, req, &in) < 0)
+		return;
 	if (!inflight_admit(app->inf)) {
 		metrics_count("qc_backpressure_refusals_total", "scope=\"process\"", 1);
 		api_error(req, QC_EBUSY, "this worker holds its maximum of generations in flight; retry");
@@ -154,6 +197,8 @@ void h_generate(struct app *app, struct http_req *req)
 		return;
 	}
 	step = orch_begin(o, app->db, app->pcfg ? app->pcfg : &app->cfg, &req->user, req->now, &in);
+	if (step == ORCH_CALL && in.test_stall == ORCH_STALL_BEFORE_UPSTREAM)
+		orch_test_sleep(in.test_stall_ms);
 	if (step == ORCH_DONE) {
 		gen_respond(req, o);
 		orch_release(o);

@@ -37,6 +37,10 @@ struct gen_request {
 	enum cache_tier tier;            /* CACHE_SESSION or CACHE_CONTENT */
 	long long max_tokens;            /* 0: not given */
 	const char *model;               /* NULL: the configured model */
+	/* test builds only (X-QC-Test-Stall): sleep test_stall_ms at a point of
+	 * the miss so that a fault test can kill the worker there */
+	enum { ORCH_STALL_NONE, ORCH_STALL_BEFORE_UPSTREAM, ORCH_STALL_BEFORE_BILLING } test_stall;
+	long long test_stall_ms;
 };
 
 struct gen_result {
@@ -114,5 +118,7 @@ void orch_abort(struct orch *o, struct db *db, enum qc_err why, const char *msg)
 void orch_release(struct orch *o);
 /* Monotonic clock in milliseconds. */
 long long orch_mono_ms(void);
+/* Sleep ms milliseconds (the test stall points only). */
+void orch_test_sleep(long long ms);
 
 #endif

@@ -59,6 +59,35 @@ t2 = usage(key).get("honest", {})
 check(t2.get("saved_tokens") == t.get("saved_tokens"),
       "after the user overwrites it, hits save nothing more", (t, t2))
 
+# --- the same hits with and without forged metadata: every figure equal -------------
+def figures(k):
+    """savings and counts a user sees: the usage report and the cache stats"""
+    tasks = usage(k)
+    st = get("/api/v1/cache/stats", key=k).json or {}
+
+    def strip(o):   # bytes differ with the metadata's size; nothing else may
+        if isinstance(o, dict):
+            return {a: strip(b) for a, b in o.items() if a not in ("bytes", "scope", "generated_at")}
+        if isinstance(o, list):
+            return [strip(x) for x in o]
+        return o
+    return tasks, strip(st)
+
+
+pair = []
+for meta in (forged, {"note": "plain"}):
+    _, k, _ = new_user("pro_monthly", prefix="twin")
+    put("/api/v1/cache/content/twin", {"value": "the same text", "metadata": meta}, key=k)
+    put("/api/v1/cache/session/twin", {"value": "the same text", "metadata": meta}, key=k)
+    for path in ("/api/v1/cache/content/twin", "/api/v1/cache/session/twin", "/api/v1/cache/content/none"):
+        get(path, key=k)
+    post("/api/v1/generate", {"task": "twin", "prompt": "x", "cache_key": "twin"}, key=k)
+    post("/api/v1/generate", {"task": "twin", "prompt": "x", "cache_key": "twin", "cache_tier": "session"}, key=k)
+    pair.append(figures(k))
+check(pair[0] == pair[1] and pair[0][0].get("twin", {}).get("calls") == 2,
+      "a user with forged metadata and one without, same hits: /usage and the cache stats "
+      "(hits, misses, savings) are identical", pair)
+
 # --- only configured models are called ------------------------------------------------
 mock("/_reset", b"")
 before = get("/api/v1/quota/status", key=key).json["hourly_calls"]["used"]
