@@ -40,6 +40,9 @@ const struct route api_routes[] = {
 	{ "GET", "/api/v1/usage", ROUTE_AUTH, "usage", h_usage },
 	{ "GET", "/api/v1/models", ROUTE_AUTH, "models", h_models },
 	{ "GET", "/metrics", ROUTE_PUBLIC, "metrics", h_metrics },
+	/* OpenAI's API at the root /v1/ (SPEC §10): errors in OpenAI's shape */
+	{ "POST", "/v1/chat/completions", ROUTE_AUTH | ROUTE_JSON, "openai_chat", h_oai_chat },
+	{ "GET", "/v1/models", ROUTE_AUTH, "openai_models", h_models },
 };
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];
 
@@ -90,6 +93,7 @@ void api_handle(struct app *app, struct http_req *req)
 			     "the request path is longer than 4096 bytes", NULL);
 		return;
 	}
+	req->openai = strncmp(req->path, "/v1/", 4) == 0;
 	switch (route_match(api_routes, api_nroutes, req->method, req->path, &req->match)) {
 	case ROUTE_FOUND:
 		break;

@@ -16,6 +16,10 @@
 #include "db.h"
 #include "http.h"
 
+struct gen_request;
+struct orch;
+struct quota_status;
+
 struct dbpool;
 struct inflight;
 struct orch;
@@ -48,6 +52,20 @@ void api_quota_refusal(struct http_req *req, const struct quota_status *st);
 
 /* Answer a finished generation (any thread): the JSON result or its error. */
 void gen_respond(struct http_req *req, struct orch *o);
+/* Run a validated generation (h_generate.c): admit, begin, then answer
+ * with respond at once or park the request until the upstream or an
+ * identical call answers.  Takes in->extra over.  on_chunk (NULL: not a
+ * stream) forwards a stream's chunk events as they arrive. */
+void gen_run(struct app *app, struct http_req *req, struct gen_request *in,
+	     void (*respond)(struct http_req *, struct orch *),
+	     int (*on_chunk)(struct http_req *, struct orch *, json_object *));
+/* 1 when model is not configured or not in the caller's plan (answered). */
+int gen_model_refused(struct app *app, struct http_req *req, const char *model);
+/* The OpenAI endpoint's answers (h_openai.c), also /api/v1/generate's streams. */
+void oai_respond(struct http_req *req, struct orch *o);
+int oai_on_chunk(struct http_req *req, struct orch *o, json_object *chunk);
+/* RateLimit headers of st, and on /v1/ routes OpenAI's x-ratelimit-* (h_quota.c). */
+void api_ratelimit_headers(struct http_req *req, const struct quota_status *st);
 
 /* Answer req with the problem matching error e (detail may be NULL). */
 void api_error(struct http_req *req, enum qc_err e, const char *detail);
@@ -74,6 +92,7 @@ void h_cache_timeseries(struct app *, struct http_req *);
 void h_cache_cleanup(struct app *, struct http_req *);
 void h_generate(struct app *, struct http_req *);
 void h_models(struct app *, struct http_req *);
+void h_oai_chat(struct app *, struct http_req *);
 void h_usage(struct app *, struct http_req *);
 void h_metrics(struct app *, struct http_req *);
 

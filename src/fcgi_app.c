@@ -168,6 +168,12 @@ int main(int argc, char **argv)
 	}
 	if ((lvl = log_parse_level(app->cfg.log_level)) >= 0)
 		log_set_level((enum log_level)lvl);
+	if (strcmp(app->cfg.openai_cache, "deterministic") != 0 && strcmp(app->cfg.openai_cache, "always") != 0 &&
+	    strcmp(app->cfg.openai_cache, "never") != 0) {
+		log_error("main", "openai_cache must be deterministic, always or never (not '%s')", app->cfg.openai_cache);
+		config_release(&app->cfg);
+		return 1;
+	}
 	/* only configured models are called, each with a price (SPEC §11) */
 	if (upstream_prices_check(app->cfg.upstream_prices, app->cfg.upstream_model, err, sizeof err) < 0) {
 		log_error("main", "%s", err);

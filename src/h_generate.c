@@ -19,11 +19,12 @@
 
 /* Only configured models, and of those only the plan's (SPEC §11): 1 when
  * refused (answered). */
-static int model_refused(struct app *app, struct http_req *req, const char *model)
+int gen_model_refused(struct app *app, struct http_req *req, const char *model)
 {
 	char detail[200];
 	int ok;
 
+	snprintf(req->err_param, sizeof req->err_param, "model");
 	if (!upstream_price(app->cfg.upstream_prices, model, NULL, NULL)) {
 		snprintf(detail, sizeof detail, "field 'model': '%.64s' is not a configured model "
 			 "(GET /api/v1/models lists them)", model);
@@ -40,6 +41,7 @@ static int model_refused(struct app *app, struct http_req *req, const char *mode
 		api_error(req, QC_EINPUT, detail);
 		return 1;
 	}
+	req->err_param[0] = 0;
 	return 0;
 }
 
@@ -62,6 +64,7 @@ static int add_model(const char *m, size_t ml, double in, double out, void *ud)
 	o = json_object_new_object();
 	json_object_object_add(o, "id", json_object_new_string(name));
 	json_object_object_add(o, "object", json_object_new_string("model"));
+	json_object_object_add(o, "created", json_object_new_int(0));
 	json_object_object_add(o, "owned_by", json_object_new_string("quotacache"));
 	json_object_object_add(o, "input_usd_per_1k", json_object_new_double(in));
 	json_object_object_add(o, "output_usd_per_1k", json_object_new_double(out));
@@ -133,10 +136,9 @@ static int test_stall(struct app *app, struct http_req *req, struct gen_request 
 void h_generate(struct app *app, struct http_req *req)
 {
 	static const char *const allowed[] = { "task", "prompt", "system_prompt_key", "cache_key",
-		"cache_tier", "max_tokens", "model", NULL };
+		"cache_tier", "max_tokens", "model", "stream", NULL };
 	struct gen_request in;
-	struct orch *o;
-	enum orch_step step;
+	json_object *st;
 	const char *tier = NULL;
 	size_t tlen = 0, len = 0;
 	char err[256];
@@ -161,6 +163,14 @@ void h_generate(struct app *app, struct http_req *req)
 		api_error(req, QC_EINPUT, "field 'task' must be 1-64 characters of A-Z a-z 0-9 _ . -");
 		return;
 	}
+	if (json_object_object_get_ex(req->json, "stream", &st) && st) {
+		if (!json_object_is_type(st, json_type_boolean)) {
+			api_error(req, QC_EINPUT, "field 'stream' must be true or false");
+			return;
+		}
+		/* SSE of chat.completion.chunk events, with the usage chunk */
+		in.stream = in.include_usage = json_object_get_boolean(st);
+	}
 	if (in.prompt_len == 0) {
 		api_error(req, QC_EINPUT, "field 'prompt' is empty");
 		return;
@@ -182,25 +192,42 @@ void h_generate(struct app *app, struct http_req *req)
 			return;
 		}
 	}
-	if (model_refused(app, req, in.model ? in.model : app->cfg.upstream_model))
+	if (gen_model_refused(app, req, in.model ? in.model : app->cfg.upstream_model))
 		return;
 	if (test_stall(app, req, &in) < 0)
 		return;
+	if (in.stream)
+		gen_run(app, req, &in, oai_respond, oai_on_chunk);
+	else
+		gen_run(app, req, &in, gen_respond, NULL);
+}
+
+void gen_run(struct app *app, struct http_req *req, struct gen_request *in,
+	     void (*respond)(struct http_req *, struct orch *),
+	     int (*on_chunk)(struct http_req *, struct orch *, json_object *))
+{
+	struct orch *o;
+	enum orch_step step;
+
 	if (!inflight_admit(app->inf)) {
 		metrics_count("qc_backpressure_refusals_total", "scope=\"process\"", 1);
+		json_object_put(in->extra);
 		api_error(req, QC_EBUSY, "this worker holds its maximum of generations in flight; retry");
 		return;
 	}
 	if (!(o = malloc(sizeof *o))) {
 		inflight_unadmit(app->inf);
+		json_object_put(in->extra);
 		api_error(req, QC_ENOMEM, NULL);
 		return;
 	}
-	step = orch_begin(o, app->db, app->pcfg ? app->pcfg : &app->cfg, &req->user, req->now, &in);
-	if (step == ORCH_CALL && in.test_stall == ORCH_STALL_BEFORE_UPSTREAM)
-		orch_test_sleep(in.test_stall_ms);
+	step = orch_begin(o, app->db, app->pcfg ? app->pcfg : &app->cfg, &req->user, req->now, in);
+	o->respond = respond;
+	o->on_chunk = on_chunk;
+	if (step == ORCH_CALL && in->test_stall == ORCH_STALL_BEFORE_UPSTREAM)
+		orch_test_sleep(in->test_stall_ms);
 	if (step == ORCH_DONE) {
-		gen_respond(req, o);
+		respond(req, o);
 		orch_release(o);
 		free(o);
 		inflight_unadmit(app->inf);
@@ -237,6 +264,10 @@ void gen_respond(struct http_req *req, struct orch *o)
 	}
 	if (rc != QC_OK) {
 		api_error(req, rc, r->error[0] ? r->error : NULL);
+		return;
+	}
+	if (o->in.stream || o->in.api == ORCH_API_OPENAI) {   /* not an answer of ours */
+		oai_respond(req, o);
 		return;
 	}
 	out = json_object_new_object();

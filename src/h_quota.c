@@ -50,10 +50,42 @@ static json_object *status_json(const struct quota_status *st)
 	return o;
 }
 
-static void ratelimit_headers(struct http_req *req, const struct quota_status *st)
+/* OpenAI's x-ratelimit-{limit,remaining,reset}-{requests,tokens}: the
+ * hourly call window, and the token window with the least room */
+static void openai_ratelimit_headers(struct http_req *req, const struct quota_status *st)
+{
+	const struct quota_window *h = &st->w[QUOTA_HOUR], *t = NULL;
+	char v[32], name[48];
+
+	for (int i = 0; i < QUOTA_NKINDS; i++)
+		if (i != QUOTA_HOUR && st->w[i].limit >= 0 && (!t || st->w[i].remaining < t->remaining))
+			t = &st->w[i];
+	for (int k = 0; k < 2; k++) {
+		const struct quota_window *w = k ? t : h;
+		const char *what = k ? "tokens" : "requests";
+		long long secs;
+
+		if (!w || w->limit < 0)
+			continue;
+		secs = (long long)(w->resets_at - req->now);
+		snprintf(name, sizeof name, "x-ratelimit-limit-%s", what);
+		snprintf(v, sizeof v, "%lld", w->limit);
+		http_add_header(req, name, v);
+		snprintf(name, sizeof name, "x-ratelimit-remaining-%s", what);
+		snprintf(v, sizeof v, "%lld", w->remaining > 0 ? w->remaining : 0);
+		http_add_header(req, name, v);
+		snprintf(name, sizeof name, "x-ratelimit-reset-%s", what);
+		snprintf(v, sizeof v, "%llds", secs > 0 ? secs : 0);
+		http_add_header(req, name, v);
+	}
+}
+
+void api_ratelimit_headers(struct http_req *req, const struct quota_status *st)
 {
 	char pol[256], cur[256], lim[256], rem[256], rst[256];
 
+	if (req->openai)
+		openai_ratelimit_headers(req, st);
 	if (quota_ratelimit_headers(st, req->now, pol, cur, lim, rem, rst) < 0)
 		return;
 	http_add_header(req, "RateLimit-Policy", pol);
@@ -74,7 +106,7 @@ void h_quota_status(struct app *app, struct http_req *req)
 		return;
 	}
 	o = status_json(&st);
-	ratelimit_headers(req, &st);
+	api_ratelimit_headers(req, &st);
 	http_send_json(req, 200, o);
 	json_object_put(o);
 }
@@ -175,7 +207,7 @@ void api_quota_refusal(struct http_req *req, const struct quota_status *st)
 	json_object_object_add(extra, "estimate", json_object_new_int64(st->estimate));
 	json_object_object_add(extra, "quota", status_json(st));
 	http_add_header(req, "Retry-After", ra);
-	ratelimit_headers(req, st);
+	api_ratelimit_headers(req, st);
 	http_problem(req, 429, "quota-exceeded", "Quota exceeded", detail, extra);
 	json_object_put(extra);
 }
@@ -204,7 +236,7 @@ void h_quota_check(struct app *app, struct http_req *req)
 		json_object_object_add(o, "window", json_object_new_string(quota_kind_name((enum quota_kind)k)));
 	}
 	json_object_object_add(o, "quota", status_json(&st));
-	ratelimit_headers(req, &st);
+	api_ratelimit_headers(req, &st);
 	http_send_json(req, 200, o);
 	json_object_put(o);
 }
@@ -238,7 +270,7 @@ void h_quota_reserve(struct app *app, struct http_req *req)
 	json_object_object_add(o, "expires_at", json_object_new_string(iso));
 	json_object_object_add(o, "status", json_object_new_string("reserved"));
 	json_object_object_add(o, "quota", status_json(&st));
-	ratelimit_headers(req, &st);
+	api_ratelimit_headers(req, &st);
 	http_send_json(req, 201, o);
 	json_object_put(o);
 }

@@ -7,10 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <fcgiapp.h>
 
 #include "http.h"
+#include "openai.h"
 #include "log.h"
 
 #define PROBLEM_BASE "https://quotacache.dev/problems/"
@@ -187,15 +190,74 @@ void http_send_json(struct http_req *r, int status, json_object *obj)
 	http_send(r, status, "application/json", s, len);
 }
 
+void http_stream_begin(struct http_req *r, int status, const char *ctype)
+{
+	char head[256];
+	int n;
+	struct timeval tv = { 1, 0 };
+
+	if (r->sent)
+		return;
+	r->sent = 1;
+	r->status = status;
+	if (!r->fcgi)
+		return;
+	/* chunks are written by the thread that drives every upstream call of
+	 * the process: a web server that stops reading must not hold it for
+	 * long (past a second the client counts as gone) */
+	setsockopt(r->fcgi->ipcFd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	n = snprintf(head, sizeof head,
+		     "Status: %d %s\r\nContent-Type: %s\r\nCache-Control: no-store\r\n"
+		     "X-Accel-Buffering: no\r\nX-Request-Id: %s\r\n",
+		     status, http_reason(status), ctype, r->id);
+	FCGX_PutStr(head, n, r->fcgi->out);
+	if (r->hdrs_len)
+		FCGX_PutStr(r->hdrs, (int)r->hdrs_len, r->fcgi->out);
+	FCGX_PutStr("\r\n", 2, r->fcgi->out);
+	FCGX_FFlush(r->fcgi->out);
+}
+
+int http_stream_write(struct http_req *r, const char *p, size_t len)
+{
+	if (!r->fcgi)
+		return 0;
+	if (FCGX_GetError(r->fcgi->out) != 0 || FCGX_PutStr(p, (int)len, r->fcgi->out) < 0 ||
+	    FCGX_FFlush(r->fcgi->out) < 0 || FCGX_GetError(r->fcgi->out) != 0)
+		return -1;
+	return 0;
+}
+
+/* The problem in OpenAI's shape (the /v1/ routes). */
+static void openai_problem(struct http_req *r, int status, const char *type, const char *detail,
+			   json_object *extra)
+{
+	const char *otype, *code, *s;
+	int no_retry;
+	json_object *o;
+	size_t len = 0;
+
+	oai_error_kind(status, type, extra, &otype, &code, &no_retry);
+	if (no_retry)
+		http_add_header(r, "x-should-retry", "false");
+	o = oai_error(detail ? detail : http_reason(status), otype, r->err_param, code);
+	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	http_send(r, status, "application/json", s ? s : "", s ? len : 0);
+	json_object_put(o);
+}
+
 void http_problem(struct http_req *r, int status, const char *type,
 		  const char *title, const char *detail, json_object *extra)
 {
 	char uri[160];
-	json_object *o = json_object_new_object();
+	json_object *o;
 	size_t len = 0;
 	const char *s;
 
-	if (!o) {
+	if (r->openai) {
+		openai_problem(r, status, type, detail, extra);
+		return;
+	}
+	if (!(o = json_object_new_object())) {
 		http_send(r, 500, "application/problem+json", "", 0);
 		return;
 	}

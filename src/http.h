@@ -42,11 +42,21 @@ struct http_req {
 	char *hdrs;                  /* "Name: value\r\n"..., owned */
 	size_t hdrs_len, hdrs_cap;
 	int sent;
+	/* /v1/ routes answer errors in OpenAI's shape (openai.h), naming
+	 * err_param when set */
+	int openai;
+	char err_param[64];
 };
 
 /* Initialise from a FastCGI request's environment (fcgi may be NULL). */
 void http_req_init(struct http_req *r, struct FCGX_Request *fcgi);
 void http_req_release(struct http_req *r);
+
+/* Streamed answers (SSE): the status and headers (no Content-Length),
+ * then chunks, each flushed to the web server at once.  A write to a
+ * client gone away fails: -1 (and every later one). */
+void http_stream_begin(struct http_req *r, int status, const char *ctype);
+int http_stream_write(struct http_req *r, const char *p, size_t len);
 
 /* Value of CGI variable name, or NULL. */
 const char *http_getenv(const struct http_req *r, const char *name);

@@ -148,13 +148,27 @@ void inflight_unadmit(struct inflight *f)
 	atomic_fetch_sub(&f->admitted, 1);
 }
 
+/* A stream's chunk event, on the loop thread (which owns c while its call
+ * is in flight): forward it unless the client went away; the call goes on
+ * either way, so that the answer is stored and billed in full. */
+static void forward_chunk(void *ud, json_object *chunk)
+{
+	struct conn *c = ud;
+	struct orch *o = c->o;
+
+	if (!o->client_gone && o->on_chunk(&c->req, o, chunk) < 0)
+		o->client_gone = 1;
+}
+
 /* CALL: make the upstream call and hand it to the loop; DONE on failure. */
 static int start_call(struct inflight *f, struct conn *c)
 {
 	struct orch *o = c->o;
 
-	if (!(c->up = up_call_new(f->cfg, o->model, o->msgs, o->in.max_tokens)))
+	if (!(c->up = up_call_new(f->cfg, o->model, o->msgs, o->in.max_tokens, o->in.extra, o->in.stream)))
 		return -1;
+	if (o->in.stream && o->on_chunk)
+		up_call_on_chunk(c->up, forward_chunk, c);
 	json_object_put(o->msgs);   /* serialised into the call */
 	o->msgs = NULL;
 	atomic_fetch_add(&f->calls, 1);
@@ -165,7 +179,10 @@ static int start_call(struct inflight *f, struct conn *c)
 /* The generation is over: answer, finish the request, give the slot back. */
 static void finish(struct inflight *f, struct conn *c)
 {
-	f->respond(&c->req, c->o);
+	if (c->o->respond)
+		c->o->respond(&c->req, c->o);
+	else
+		f->respond(&c->req, c->o);
 	orch_release(c->o);
 	free(c->o);
 	c->o = NULL;

@@ -249,6 +249,8 @@ static const struct family families[] = {
 	{ "qc_flight_checks_total", "counter",
 	  "Single-flight waiters' checks of a flight led by another process (at most 4 a second each).", 1 },
 	{ "qc_flight_waits_total", "counter", "Generations that waited for an identical call in flight.", 1 },
+	{ "qc_streams_total", "counter",
+	  "Streamed answers (SSE), by api (generate, openai) and outcome (ok, replayed, client_gone, broken).", 0 },
 };
 
 static int is_money(const char *name) { return strstr(name, "_usd_") != NULL; }

@@ -55,6 +55,8 @@ void gen_result_release(struct gen_result *r)
 {
 	free(r->content);
 	r->content = NULL;
+	free(r->message);
+	r->message = NULL;
 }
 
 long long orch_mono_ms(void)
@@ -99,6 +101,8 @@ static void event(const struct auth_user *u, const struct gen_request *in, const
 	ev.outcome = outcome;
 	ev.latency_ms = r->latency_ms;
 	ev.created_at = now;
+	ev.api = in->api == ORCH_API_OPENAI ? "openai" : "generate";
+	ev.streamed = in->stream;
 	usage_note(&ev);
 }
 
@@ -205,6 +209,13 @@ static enum orch_step hit(struct orch *o, struct db *db, struct cache_entry *e)
 		o->rid[0] = 0;
 	}
 	cache_note_hit(e->id, o->user.id, o->in.tier, o->user.plan, o->now, saving_micro(o->cfg, o->in.tier));
+	snprintf(o->r.finish_reason, sizeof o->r.finish_reason, "stop");
+	if (e->gen_tokens > 0 && e->metadata) {   /* our own metadata: how the answer ended */
+		json_object *m = json_tokener_parse(e->metadata), *fr;
+		if (m && json_object_object_get_ex(m, "finish_reason", &fr) && json_object_is_type(fr, json_type_string))
+			snprintf(o->r.finish_reason, sizeof o->r.finish_reason, "%s", json_object_get_string(fr));
+		json_object_put(m);
+	}
 	serve_hit(e, &o->r, &saved_t, &saved_m);
 	cache_entry_release(e);
 	o->rc = QC_OK;
@@ -218,6 +229,10 @@ static enum orch_step call(struct orch *o)
 {
 	json_object *m;
 
+	if (o->in.messages) {
+		o->msgs = json_object_get(o->in.messages);
+		return ORCH_CALL;
+	}
 	if (!(o->msgs = json_object_new_array()))
 		return done(o, NULL, QC_ENOMEM, NULL);
 	if (o->sys.value) {
@@ -253,6 +268,11 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 	o->klen = in->ck_len;
 	o->r.tier = in->tier;
 	snprintf(o->r.model, sizeof o->r.model, "%s", o->model);
+	if (!o->key && in->key[0]) {
+		memcpy(o->r.cache_key, in->key, sizeof o->r.cache_key);
+		o->key = o->r.cache_key;
+		o->klen = strlen(o->key);
+	}
 	if (!o->key) {
 		orch_default_key(in->task, o->model, in->system_prompt_key, in->spk_len, in->prompt,
 				 in->prompt_len, o->r.cache_key);
@@ -261,7 +281,9 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 	}
 
 	/* 1. the cache: a hit costs one query */
-	if ((o->caches = cache_plan_caches(db, user->plan, in->tier, now)) < 0)
+	if (in->bypass)
+		o->caches = 0;
+	else if ((o->caches = cache_plan_caches(db, user->plan, in->tier, now)) < 0)
 		return done(o, NULL, QC_EDBDOWN, NULL);
 	if (o->caches) {
 		rc = cache_get(db, user->id, in->tier, o->key, o->klen, now, &e);
@@ -270,7 +292,8 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 		if (rc != QC_ENOTFOUND)
 			return done(o, NULL, rc, NULL);
 	}
-	cache_note_miss(user->id, in->tier, user->plan, now);
+	if (!in->bypass)
+		cache_note_miss(user->id, in->tier, user->plan, now);
 
 	/* 2. the system prompt (a miss only) must exist before anything is reserved */
 	if (in->system_prompt_key) {
@@ -352,10 +375,10 @@ enum orch_step orch_recheck(struct orch *o, struct db *db)
 
 /* The billing transaction of a fresh answer (sql/007_billing.sql). */
 static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstream_result *ur,
-			     int estimated)
+			     int estimated, int store, const char *outcome)
 {
 	static const char sql[] =
-		"CALL qc_finish_generation(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+		"CALL qc_finish_generation(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 	char plan[33], task[65], model[65];
 	json_object *meta = NULL;
 	const char *ms = NULL;
@@ -363,12 +386,13 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 	struct db_rows *r = NULL;
 	enum qc_err rc;
 
-	if (o->caches) {
+	if (store) {
 		meta = json_object_new_object();
 		json_object_object_add(meta, "task", json_object_new_string(o->in.task));
 		json_object_object_add(meta, "model", json_object_new_string(o->r.model));
 		json_object_object_add(meta, "prompt_tokens", json_object_new_int64(o->r.prompt_tokens));
 		json_object_object_add(meta, "completion_tokens", json_object_new_int64(o->r.completion_tokens));
+		json_object_object_add(meta, "finish_reason", json_object_new_string(o->r.finish_reason));
 		ms = json_object_to_json_string_length(meta, JSON_C_TO_STRING_PLAIN, &mlen);
 	}
 	qc_copy_utf8(plan, sizeof plan, o->user.plan);
@@ -376,17 +400,19 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 	qc_copy_utf8(model, sizeof model, o->r.model);
 	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
 	{
-		struct db_val p[19] = {
+		struct db_val p[22] = {
 			DB_STR(o->rid), DB_INT(o->user.id), DB_INT(o->now),
 			DB_INT(o->r.prompt_tokens), DB_INT(o->r.completion_tokens), DB_INT(o->r.cost_micro),
-			DB_INT(o->caches ? 1 : 0), DB_STR(cache_tier_name(o->in.tier)),
+			DB_INT(store ? 1 : 0), DB_STR(cache_tier_name(o->in.tier)),
 			DB_BLOB(o->key, o->klen), DB_BLOB(ur->content, ur->content_len),
 			ms ? DB_BLOB(ms, mlen) : DB_NULLV, DB_INT(o->cfg->cache_user_max_bytes),
 			DB_STR(plan), DB_STR(task), DB_STR(model), DB_INT(o->r.latency_ms),
 			DB_INT(estimated), o->leading ? DB_STR(o->fkey) : DB_NULLV,
 			o->leading ? DB_STR(o->owner) : DB_NULLV,
+			DB_STR(outcome), DB_STR(o->in.api == ORCH_API_OPENAI ? "openai" : "generate"),
+			DB_INT(o->in.stream ? 1 : 0),
 		};
-		rc = db_query(db, sql, p, 19, &r);
+		rc = db_query(db, sql, p, 22, &r);
 	}
 	json_object_put(meta);
 	if (rc != QC_OK)
@@ -406,37 +432,61 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 	return QC_OK;
 }
 
+/* Tokens and cost of the answer in ur: the upstream's usage, else
+ * estimated from the text (4 characters a token). */
+static void price(struct orch *o, const struct upstream_result *ur)
+{
+	if (ur->has_usage) {
+		o->r.prompt_tokens = ur->prompt_tokens;
+		o->r.completion_tokens = ur->completion_tokens;
+	} else {
+		o->r.prompt_tokens = (chars(o->in.prompt, o->in.prompt_len) +
+				      (o->sys.value ? chars(o->sys.value, o->sys.value_len) : 0) + 3) / 4;
+		o->r.completion_tokens = (chars(ur->content ? ur->content : "", ur->content_len) + 3) / 4;
+	}
+	/* priced as the configured model that was asked for (whatever name
+	 * the upstream answers with) */
+	o->r.cost_micro = upstream_cost_micro(o->cfg->upstream_prices, o->model, o->r.prompt_tokens,
+					      o->r.completion_tokens);
+}
+
 enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
 			   struct upstream_result *ur, double up_secs)
 {
-	const struct config *cfg = o->cfg;
+	const char *fr = ur->finish_reason;
 	enum qc_err rc;
+	int store;
 
 	o->r.upstream_calls = ur->attempts;
+	if (ur->model[0])
+		snprintf(o->r.model, sizeof o->r.model, "%s", ur->model);
+	snprintf(o->r.finish_reason, sizeof o->r.finish_reason, "%s", fr[0] ? fr : "stop");
+	if (uprc != QC_OK && ur->streamed > 0) {
+		/* the stream broke after chunks went out: bill what was streamed
+		 * (the usage if it came), cache nothing */
+		price(o, ur);
+		metrics_upstream(uprc == QC_ETIMEOUT ? "timeout" : "upstream_error", ur->attempts, up_secs,
+				 o->r.prompt_tokens, o->r.completion_tokens, o->r.cost_micro);
+		snprintf(o->r.error, sizeof o->r.error, "%s", ur->error);
+		if ((rc = finish_tx(o, db, ur, !ur->has_usage, 0, "partial")) != QC_OK)
+			log_error("orch", "billing a broken stream failed (%s); its reservation expires",
+				  qc_strerror(rc));
+		return done(o, db, uprc, NULL);
+	}
 	if (uprc != QC_OK) {
 		metrics_upstream(uprc == QC_ETIMEOUT ? "timeout" : "upstream_error", ur->attempts, up_secs, 0, 0, 0);
 		snprintf(o->r.error, sizeof o->r.error, "%s", ur->error);
 		return done(o, db, uprc, uprc == QC_ETIMEOUT ? "timeout" : "upstream_error");
 	}
-	if (ur->model[0])
-		snprintf(o->r.model, sizeof o->r.model, "%s", ur->model);
-	if (ur->has_usage) {
-		o->r.prompt_tokens = ur->prompt_tokens;
-		o->r.completion_tokens = ur->completion_tokens;
-	} else {   /* no usage block: estimate from the text, 4 characters a token */
-		o->r.prompt_tokens = (chars(o->in.prompt, o->in.prompt_len) +
-				      (o->sys.value ? chars(o->sys.value, o->sys.value_len) : 0) + 3) / 4;
-		o->r.completion_tokens = (chars(ur->content, ur->content_len) + 3) / 4;
-	}
-	/* priced as the configured model that was asked for (whatever name
-	 * the upstream answers with) */
-	o->r.cost_micro = upstream_cost_micro(cfg->upstream_prices, o->model, o->r.prompt_tokens,
-					      o->r.completion_tokens);
+	price(o, ur);
 	metrics_upstream("ok", ur->attempts, up_secs, o->r.prompt_tokens, o->r.completion_tokens,
 			 o->r.cost_micro);
 
+	/* stored only when it ended normally (never a cut or a tool call) */
+	store = o->caches && !ur->tool_calls &&
+		(strcmp(o->r.finish_reason, "stop") == 0 || strcmp(o->r.finish_reason, "length") == 0);
 	/* store, bill, ledger row and flight row: one transaction */
-	if ((rc = finish_tx(o, db, ur, !ur->has_usage)) != QC_OK) {
+	if ((rc = finish_tx(o, db, ur, !ur->has_usage, store, "ok")) != QC_OK) {
 		log_error("orch", "billing the answer failed (%s); it is not served and not stored",
 			  qc_strerror(rc));
 		snprintf(o->r.error, sizeof o->r.error, "the answer could not be billed; retry");
@@ -446,6 +496,8 @@ enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
 	o->r.content = ur->content;
 	o->r.content_len = ur->content_len;
 	ur->content = NULL;
+	o->r.message = ur->message;
+	ur->message = NULL;
 	if (o->leading)
 		flight_drop(db, o->fkey, o->owner);
 	o->leading = 0;
@@ -464,6 +516,8 @@ void orch_release(struct orch *o)
 {
 	json_object_put(o->msgs);
 	o->msgs = NULL;
+	json_object_put(o->in.extra);
+	o->in.extra = NULL;
 	cache_entry_release(&o->sys);
 	gen_result_release(&o->r);
 }

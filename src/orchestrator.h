@@ -21,6 +21,7 @@
 
 struct config;
 struct db;
+struct http_req;
 struct upstream_result;
 
 #define ORCH_PROMPT_MAX (512 * 1024)
@@ -41,7 +42,19 @@ struct gen_request {
 	 * the miss so that a fault test can kill the worker there */
 	enum { ORCH_STALL_NONE, ORCH_STALL_BEFORE_UPSTREAM, ORCH_STALL_BEFORE_BILLING } test_stall;
 	long long test_stall_ms;
+	/* the OpenAI endpoint (h_openai.c) sets these; /api/v1/generate leaves
+	 * messages and extra NULL */
+	json_object *messages;           /* borrowed: sent as is (no system prompt key) */
+	json_object *extra;              /* more members of the upstream request; the
+					  * orch owns it from orch_begin on */
+	char key[65];                    /* a derived cache key (hex) to use; "" none */
+	int stream;                      /* the client wants SSE (upstream streams too) */
+	int include_usage;               /* ... with the usage chunk */
+	int bypass;                      /* no cache read or store, no single flight */
+	int api;                         /* ORCH_API_*: the ledger's api column */
 };
+
+enum { ORCH_API_GENERATE, ORCH_API_OPENAI };
 
 struct gen_result {
 	char *content;                   /* owned; release with gen_result_release */
@@ -55,7 +68,9 @@ struct gen_result {
 	char cache_key[65];              /* the derived key (hex) when none was given */
 	int upstream_calls;
 	char error[200];                 /* on failure: what failed, safe for clients */
-	struct quota_status quota;       /* on QC_EQUOTA */
+	struct quota_status quota;       /* on QC_EQUOTA; after a reservation: its status */
+	char finish_reason[24];          /* "stop", "length", "tool_calls", ... */
+	char *message;                   /* owned: the upstream's message JSON when it calls tools */
 };
 
 /* 1 if model is a usable model name: 1..64 of [A-Za-z0-9._:/-]. */
@@ -103,6 +118,14 @@ struct orch {
 	json_object *msgs;               /* ORCH_CALL: the messages to send */
 	enum qc_err rc;                  /* ORCH_DONE: the outcome */
 	struct gen_result r;
+	/* set by the handler: how to answer (inflight.c calls it when DONE),
+	 * and for streams how to forward a chunk event as it arrives (on the
+	 * multi loop's thread; -1: the client is gone) */
+	void (*respond)(struct http_req *req, struct orch *o);
+	int (*on_chunk)(struct http_req *req, struct orch *o, json_object *chunk);
+	int streaming;                   /* the SSE answer's headers went out */
+	int client_gone;                 /* a write to the client failed */
+	int usage_sent;                  /* the upstream's usage chunk was forwarded */
 };
 
 enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cfg,

@@ -63,6 +63,9 @@ static const struct opt opts[] = {
 	I(upstream_backoff_ms, "200", 0, 60000),
 	S(upstream_prices, "gpt-4o-mini:0.00015:0.0006"),
 	S(prompts_dir, QC_PROMPTS_DIR),
+	/* /v1/chat/completions: cache deterministic requests only (temperature
+	 * 0 or a seed), always, or never */
+	S(openai_cache, "deterministic"),
 	I(worker_threads, "2", 1, 256),
 	I(completion_threads, "2", 1, 64),
 	I(db_pool_size, "8", 1, 256),

@@ -51,6 +51,7 @@ struct config {
 	long long upstream_timeout_ms;
 	long long upstream_retries;
 	long long upstream_backoff_ms;
+	char *openai_cache;      /* "deterministic" | "always" | "never" */
 	char *upstream_prices;   /* "model:in_per_1k:out_per_1k,..." */
 	char *prompts_dir;
 	/* concurrency (SPEC §9) */

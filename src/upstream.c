@@ -39,6 +39,11 @@ struct up_call {
 	int attempt;
 	enum qc_err rc;
 	struct upstream_result res;
+	/* streams */
+	int stream, sse;            /* asked for SSE; this attempt's answer is SSE */
+	struct sse_state st;
+	up_chunk_fn on_chunk;
+	void *chunk_ud;
 };
 
 /* blocking client: only the configuration (each call has its own handle) */
@@ -71,12 +76,184 @@ void upstream_result_release(struct upstream_result *r)
 {
 	free(r->content);
 	r->content = NULL;
+	free(r->message);
+	r->message = NULL;
+}
+
+/* Append text to r->content (NUL-terminated); -1 past MAX_RESPONSE or ENOMEM. */
+static int content_add(struct upstream_result *r, const char *p, size_t n)
+{
+	char *t;
+
+	if (r->content_len + n > MAX_RESPONSE || !(t = realloc(r->content, r->content_len + n + 1)))
+		return -1;
+	memcpy(t + r->content_len, p, n);
+	r->content = t;
+	r->content_len += n;
+	t[r->content_len] = 0;
+	return 0;
+}
+
+/* usage.prompt_tokens / completion_tokens of o into r when both are sane */
+static void take_usage(json_object *o, struct upstream_result *r)
+{
+	json_object *usage, *v;
+	long long pt = -1, ct = -1;
+
+	if (!json_object_object_get_ex(o, "usage", &usage) || !json_object_is_type(usage, json_type_object))
+		return;
+	if (json_object_object_get_ex(usage, "prompt_tokens", &v) && json_object_is_type(v, json_type_int))
+		pt = json_object_get_int64(v);
+	if (json_object_object_get_ex(usage, "completion_tokens", &v) && json_object_is_type(v, json_type_int))
+		ct = json_object_get_int64(v);
+	if (pt >= 0 && ct >= 0 && pt < 100000000 && ct < 100000000) {
+		r->prompt_tokens = pt;
+		r->completion_tokens = ct;
+		r->has_usage = 1;
+	}
+}
+
+static void take_model(json_object *o, struct upstream_result *r)
+{
+	json_object *model;
+
+	if (json_object_object_get_ex(o, "model", &model) && json_object_is_type(model, json_type_string))
+		snprintf(r->model, sizeof r->model, "%s", json_object_get_string(model));
+}
+
+static void take_finish(json_object *c0, struct upstream_result *r)
+{
+	json_object *fr;
+
+	if (json_object_object_get_ex(c0, "finish_reason", &fr) && json_object_is_type(fr, json_type_string))
+		snprintf(r->finish_reason, sizeof r->finish_reason, "%s", json_object_get_string(fr));
+}
+
+/* One SSE data payload (not "[DONE]"). */
+static int sse_event(const char *data, size_t n, struct upstream_result *r, up_chunk_fn fn, void *ud)
+{
+	json_tokener *tok = json_tokener_new();
+	json_object *o, *choices, *c0, *delta, *v;
+	int rc = -1;
+
+	if (!tok) {
+		snprintf(r->error, sizeof r->error, "out of memory");
+		return -1;
+	}
+	o = json_tokener_parse_ex(tok, data, (int)n);
+	if (json_tokener_get_error(tok) != json_tokener_success || !o ||
+	    !json_object_is_type(o, json_type_object)) {
+		snprintf(r->error, sizeof r->error, "the upstream streamed an event that is not a JSON object");
+		goto out;
+	}
+	if (json_object_object_get_ex(o, "error", &v) && v) {
+		json_object *m;
+		snprintf(r->error, sizeof r->error, "the upstream failed mid-stream: %.100s",
+			 json_object_is_type(v, json_type_object) && json_object_object_get_ex(v, "message", &m)
+			 ? json_object_get_string(m) : "an error event");
+		goto out;
+	}
+	r->streamed++;
+	take_usage(o, r);
+	take_model(o, r);
+	if (json_object_object_get_ex(o, "choices", &choices) && json_object_is_type(choices, json_type_array) &&
+	    json_object_array_length(choices) > 0 && (c0 = json_object_array_get_idx(choices, 0))) {
+		take_finish(c0, r);
+		if (json_object_object_get_ex(c0, "delta", &delta) && json_object_is_type(delta, json_type_object)) {
+			if (json_object_object_get_ex(delta, "content", &v) && json_object_is_type(v, json_type_string) &&
+			    content_add(r, json_object_get_string(v), (size_t)json_object_get_string_len(v)) < 0) {
+				snprintf(r->error, sizeof r->error, "the upstream's answer is larger than %d bytes",
+					 MAX_RESPONSE);
+				goto out;
+			}
+			if (json_object_object_get_ex(delta, "tool_calls", &v) && v)
+				r->tool_calls = 1;
+		}
+	}
+	if (!r->content && content_add(r, "", 0) < 0)
+		goto out;
+	if (fn)
+		fn(ud, o);
+	rc = 0;
+out:
+	json_object_put(o);
+	json_tokener_free(tok);
+	return rc;
+}
+
+int upstream_sse_feed(struct sse_state *st, const char *p, size_t n, struct upstream_result *r,
+		      up_chunk_fn fn, void *ud)
+{
+	while (n > 0) {
+		const char *nl = memchr(p, '\n', n);
+		size_t take = nl ? (size_t)(nl - p) : n;
+		char *t;
+
+		if (st->len + take > MAX_RESPONSE) {
+			snprintf(r->error, sizeof r->error, "the upstream streamed a line over %d bytes", MAX_RESPONSE);
+			return -1;
+		}
+		if (st->len + take + 1 > st->cap) {
+			size_t ncap = st->cap * 2 + take + 256;
+			if (!(t = realloc(st->line, ncap))) {
+				snprintf(r->error, sizeof r->error, "out of memory");
+				return -1;
+			}
+			st->line = t;
+			st->cap = ncap;
+		}
+		memcpy(st->line + st->len, p, take);
+		st->len += take;
+		st->line[st->len] = 0;
+		p += take;
+		n -= take;
+		if (!nl)
+			break;
+		p++;
+		n--;
+		/* a complete line: only "data:" lines matter (comments, event:
+		 * and id: lines and the blank separators are skipped) */
+		if (st->len && st->line[st->len - 1] == '\r')
+			st->line[--st->len] = 0;
+		if (st->len >= 5 && memcmp(st->line, "data:", 5) == 0) {
+			const char *d = st->line + 5;
+			size_t dl = st->len - 5;
+			if (dl && *d == ' ') {
+				d++;
+				dl--;
+			}
+			if (dl == 6 && memcmp(d, "[DONE]", 6) == 0)
+				r->done = 1;
+			else if (sse_event(d, dl, r, fn, ud) < 0)
+				return -1;
+		}
+		st->len = 0;
+	}
+	return 0;
+}
+
+void upstream_sse_free(struct sse_state *st)
+{
+	free(st->line);
+	memset(st, 0, sizeof *st);
 }
 
 static size_t on_data(char *p, size_t sz, size_t n, void *ud)
 {
 	struct up_call *u = ud;
 	size_t add = sz * n;
+
+	if (u->stream && u->sse == 0) {
+		/* the first bytes of this attempt: a 200 event stream is parsed
+		 * as it arrives; anything else (an error body) is buffered */
+		long status = 0;
+		char *ct = NULL;
+		curl_easy_getinfo(u->h, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_getinfo(u->h, CURLINFO_CONTENT_TYPE, &ct);
+		u->sse = status == 200 && ct && strncasecmp(ct, "text/event-stream", 17) == 0 ? 1 : -1;
+	}
+	if (u->sse == 1)
+		return upstream_sse_feed(&u->st, p, add, &u->res, u->on_chunk, u->chunk_ud) < 0 ? 0 : add;
 
 	if (u->len + add > MAX_RESPONSE)
 		return 0;   /* aborts the transfer */
@@ -140,7 +317,7 @@ static curl_socket_t open_high(void *ud, curlsocktype purpose, struct curl_socka
 int upstream_parse(const char *body, size_t len, struct upstream_result *r)
 {
 	json_tokener *tok = json_tokener_new();
-	json_object *o = NULL, *choices, *c0, *msg, *content, *usage, *v, *model;
+	json_object *o = NULL, *choices, *c0, *msg, *content, *tc;
 	int rc = -1;
 
 	if (!tok) {
@@ -156,34 +333,33 @@ int upstream_parse(const char *body, size_t len, struct upstream_result *r)
 	if (!json_object_object_get_ex(o, "choices", &choices) ||
 	    !json_object_is_type(choices, json_type_array) || json_object_array_length(choices) < 1 ||
 	    !(c0 = json_object_array_get_idx(choices, 0)) ||
-	    !json_object_object_get_ex(c0, "message", &msg) ||
-	    !json_object_object_get_ex(msg, "content", &content) ||
-	    !json_object_is_type(content, json_type_string)) {
+	    !json_object_object_get_ex(c0, "message", &msg) || !json_object_is_type(msg, json_type_object)) {
+		snprintf(r->error, sizeof r->error, "the upstream's JSON has no choices[0].message");
+		goto out;
+	}
+	r->tool_calls = json_object_object_get_ex(msg, "tool_calls", &tc) &&
+			json_object_is_type(tc, json_type_array) && json_object_array_length(tc) > 0;
+	if (!json_object_object_get_ex(msg, "content", &content) ||
+	    !(json_object_is_type(content, json_type_string) || (r->tool_calls && !content))) {
 		snprintf(r->error, sizeof r->error, "the upstream's JSON has no choices[0].message.content");
 		goto out;
 	}
-	r->content_len = (size_t)json_object_get_string_len(content);
-	if (!(r->content = malloc(r->content_len + 1))) {
+	free(r->content);
+	r->content = NULL;
+	r->content_len = 0;
+	if (content_add(r, content ? json_object_get_string(content) : "",
+			content ? (size_t)json_object_get_string_len(content) : 0) < 0) {
 		snprintf(r->error, sizeof r->error, "out of memory");
 		goto out;
 	}
-	memcpy(r->content, json_object_get_string(content), r->content_len);
-	r->content[r->content_len] = 0;
-	r->has_usage = 0;
-	if (json_object_object_get_ex(o, "usage", &usage) && json_object_is_type(usage, json_type_object)) {
-		long long pt = -1, ct = -1;
-		if (json_object_object_get_ex(usage, "prompt_tokens", &v) && json_object_is_type(v, json_type_int))
-			pt = json_object_get_int64(v);
-		if (json_object_object_get_ex(usage, "completion_tokens", &v) && json_object_is_type(v, json_type_int))
-			ct = json_object_get_int64(v);
-		if (pt >= 0 && ct >= 0 && pt < 100000000 && ct < 100000000) {
-			r->prompt_tokens = pt;
-			r->completion_tokens = ct;
-			r->has_usage = 1;
-		}
+	if (r->tool_calls && !(r->message = strdup(json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN)))) {
+		snprintf(r->error, sizeof r->error, "out of memory");
+		goto out;
 	}
-	if (json_object_object_get_ex(o, "model", &model) && json_object_is_type(model, json_type_string))
-		snprintf(r->model, sizeof r->model, "%s", json_object_get_string(model));
+	r->has_usage = 0;
+	take_usage(o, r);
+	take_model(o, r);
+	take_finish(c0, r);
 	rc = 0;
 out:
 	json_object_put(o);
@@ -294,7 +470,7 @@ long long upstream_backoff_ms(long long base_ms, int n, long long retry_after_s,
 }
 
 struct up_call *up_call_new(const struct config *c, const char *model, json_object *messages,
-			    long long max_tokens)
+			    long long max_tokens, json_object *extra, int stream)
 {
 	struct up_call *u = calloc(1, sizeof *u);
 	json_object *req = json_object_new_object();
@@ -309,6 +485,16 @@ struct up_call *up_call_new(const struct config *c, const char *model, json_obje
 	json_object_object_add(req, "messages", json_object_get(messages));
 	if (max_tokens > 0)
 		json_object_object_add(req, "max_tokens", json_object_new_int64(max_tokens));
+	if (extra) {
+		json_object_object_foreach(extra, k, v)
+			json_object_object_add(req, k, json_object_get(v));
+	}
+	if ((u->stream = stream)) {
+		json_object *so = json_object_new_object();
+		json_object_object_add(so, "include_usage", json_object_new_boolean(1));
+		json_object_object_add(req, "stream", json_object_new_boolean(1));
+		json_object_object_add(req, "stream_options", so);
+	}
 	body = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &blen);
 	if (!body || !(u->body = malloc(blen + 1)))
 		goto fail;
@@ -355,8 +541,15 @@ void up_call_free(struct up_call *u)
 	curl_slist_free_all(u->hdrs);
 	free(u->body);
 	free(u->buf);
+	upstream_sse_free(&u->st);
 	upstream_result_release(&u->res);
 	free(u);
+}
+
+void up_call_on_chunk(struct up_call *u, up_chunk_fn fn, void *ud)
+{
+	u->on_chunk = fn;
+	u->chunk_ud = ud;
 }
 
 CURL *up_call_attempt(struct up_call *u)
@@ -372,6 +565,7 @@ CURL *up_call_attempt(struct up_call *u)
 	}
 	u->len = 0;
 	u->retry_after = -1;
+	u->sse = 0;
 	curl_easy_setopt(u->h, CURLOPT_URL, u->url);
 	curl_easy_setopt(u->h, CURLOPT_POST, 1L);
 	curl_easy_setopt(u->h, CURLOPT_POSTFIELDS, u->body);
@@ -403,6 +597,30 @@ long long up_call_attempt_done(struct up_call *u, CURLcode cc)
 	struct upstream_result *r = &u->res;
 	long status = 0;
 
+	if (u->sse == 1) {
+		/* a stream: no retry once events went out */
+		curl_easy_getinfo(u->h, CURLINFO_RESPONSE_CODE, &status);
+		r->http_status = status;
+		if (cc == CURLE_OPERATION_TIMEDOUT) {
+			snprintf(r->error, sizeof r->error, "the upstream's stream did not end within %lld ms",
+				 c->upstream_timeout_ms);
+			u->rc = QC_ETIMEOUT;
+		} else if (cc == CURLE_WRITE_ERROR) {
+			u->rc = QC_EUPSTREAM;   /* r->error says what the event was */
+		} else if (cc != CURLE_OK) {
+			snprintf(r->error, sizeof r->error, "the upstream's stream broke: %s", curl_easy_strerror(cc));
+			u->rc = QC_EUPSTREAM;
+		} else if (!r->done) {
+			snprintf(r->error, sizeof r->error, "the upstream's stream ended before [DONE]");
+			u->rc = QC_EUPSTREAM;
+		} else if (!r->content) {
+			snprintf(r->error, sizeof r->error, "the upstream's stream had no chunk");
+			u->rc = QC_EUPSTREAM;
+		} else {
+			u->rc = QC_OK;
+		}
+		return 0;
+	}
 	if (cc == CURLE_OPERATION_TIMEDOUT) {
 		snprintf(r->error, sizeof r->error, "the upstream did not answer within %lld ms",
 			 c->upstream_timeout_ms);
@@ -465,7 +683,7 @@ enum qc_err up_call_result(struct up_call *u, struct upstream_result *r, double 
 enum qc_err upstream_chat(struct upstream *up, const char *model, json_object *messages,
 			  long long max_tokens, struct upstream_result *r)
 {
-	struct up_call *u = up_call_new(up->cfg, model, messages, max_tokens);
+	struct up_call *u = up_call_new(up->cfg, model, messages, max_tokens, NULL, 0);
 	enum qc_err rc;
 	CURL *h;
 

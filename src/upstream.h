@@ -31,6 +31,12 @@ struct upstream_result {
 	int attempts;               /* HTTP attempts made */
 	long http_status;           /* last status seen (0: none) */
 	char error[160];            /* what failed, safe to show a client */
+	char finish_reason[24];     /* choices[0].finish_reason ("" if none) */
+	char *message;              /* owned: choices[0].message as JSON when it
+				     * carries tool_calls (not streamed); else NULL */
+	int streamed;               /* SSE chunk events received (streams) */
+	int done;                   /* the stream's [DONE] arrived */
+	int tool_calls;             /* the answer calls tools (never cached) */
 };
 
 /* New client for cfg (borrowed, must outlive it).  NULL on ENOMEM. */
@@ -50,9 +56,17 @@ void upstream_result_release(struct upstream_result *r);
 
 /* --- one call, driven by the caller's loop ------------------------------- */
 struct up_call;
-/* A call of model with messages (borrowed; serialised at once).  NULL: ENOMEM. */
+/* A call of model with messages (borrowed; serialised at once).  extra
+ * (may be NULL, borrowed): more members for the request body (temperature,
+ * tools, ...).  stream: ask for SSE with stream_options.include_usage.
+ * NULL: ENOMEM. */
 struct up_call *up_call_new(const struct config *cfg, const char *model, json_object *messages,
-			    long long max_tokens);
+			    long long max_tokens, json_object *extra, int stream);
+/* Streams: fn(ud, chunk) for each chunk event as it arrives (on the thread
+ * driving the call), after its content, finish_reason and usage were taken
+ * into the result; chunk is borrowed and may be changed. */
+typedef void (*up_chunk_fn)(void *ud, json_object *chunk);
+void up_call_on_chunk(struct up_call *u, up_chunk_fn fn, void *ud);
 void up_call_free(struct up_call *u);
 /* The easy handle set up for the next attempt (CURLOPT_PRIVATE = u), or
  * NULL when the time budget is spent (the call is over). */
@@ -62,7 +76,8 @@ CURL *up_call_attempt(struct up_call *u);
 long long up_call_attempt_done(struct up_call *u, CURLcode cc);
 /* The call's easy handle (to remove it from a multi handle). */
 CURL *up_call_handle(struct up_call *u);
-/* The outcome; r takes the content.  *secs (may be NULL): time since new. */
+/* The outcome; r takes the content (for a stream that failed, what was
+ * streamed).  *secs (may be NULL): time since new. */
 enum qc_err up_call_result(struct up_call *u, struct upstream_result *r, double *secs);
 
 /*
@@ -70,6 +85,18 @@ enum qc_err up_call_result(struct up_call *u, struct upstream_result *r, double 
  * Returns 0, or -1 with r->error set.  Pure; unit-tested.
  */
 int upstream_parse(const char *body, size_t len, struct upstream_result *r);
+
+/*
+ * Streams: feed the SSE body as it arrives; complete "data:" lines are
+ * parsed (content appended to r, finish_reason, usage, model, [DONE]) and
+ * each chunk object handed to fn (may be NULL).  *line holds a partial
+ * line between calls (free it when done).  Returns 0, or -1 with r->error
+ * set (an event that is not JSON, an error event, or too much content).
+ */
+struct sse_state { char *line; size_t len, cap; };
+int upstream_sse_feed(struct sse_state *st, const char *p, size_t n, struct upstream_result *r,
+		      up_chunk_fn fn, void *ud);
+void upstream_sse_free(struct sse_state *st);
 
 /* The allow-list of models with their prices, "model:in_per_1k:out_per_1k,..."
  * (dollars per 1K tokens).  upstream_price: 1 and the prices if model is

@@ -21,9 +21,11 @@ static void describe_event(const void *rec, char *out, size_t len)
 	const struct usage_event *e = rec;
 
 	snprintf(out, len, "user=%lld plan=%s task=%s model=%s prompt_tokens=%lld completion_tokens=%lld"
-		 " cost_micro=%lld saved_tokens=%lld saved_micro=%lld cached=%d outcome=%s latency_ms=%lld at=%lld",
+		 " cost_micro=%lld saved_tokens=%lld saved_micro=%lld cached=%d outcome=%s latency_ms=%lld at=%lld"
+		 " api=%s streamed=%d",
 		 e->user_id, e->plan, e->task, e->model, e->prompt_tokens, e->completion_tokens, e->cost_micro,
-		 e->saved_tokens, e->saved_micro, e->cached, e->outcome, e->latency_ms, (long long)e->created_at);
+		 e->saved_tokens, e->saved_micro, e->cached, e->outcome, e->latency_ms, (long long)e->created_at,
+		 e->api ? e->api : "generate", e->streamed);
 }
 
 struct accum usage_accum = {
@@ -41,7 +43,7 @@ int usage_flush_in(time_t now)
 	return accum_due(&usage_accum, now);
 }
 
-#define NCOL 13
+#define NCOL 15
 
 static enum qc_err write_events(struct db *db, void *recs, unsigned n)
 {
@@ -67,10 +69,13 @@ static enum qc_err write_events(struct db *db, void *recs, unsigned n)
 		v[10] = DB_STR(e->outcome);
 		v[11] = DB_INT(e->latency_ms);
 		v[12] = DB_INT(e->created_at);
+		v[13] = DB_STR(e->api ? e->api : "generate");
+		v[14] = DB_INT(e->streamed ? 1 : 0);
 	}
 	rc = db_exec_batch(db, "INSERT INTO usage_events (user_id, plan, task, model, prompt_tokens,"
 			   " completion_tokens, cost_micro, saved_tokens, saved_micro, cached, outcome,"
-			   " latency_ms, created_at) VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			   " latency_ms, created_at, api, streamed) VALUES ",
+			   "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			   ", ", n, "", p, n * NCOL);
 	free(p);
 	return rc;

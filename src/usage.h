@@ -24,6 +24,8 @@ struct usage_event {
 	const char *outcome;    /* "ok", "cached", "quota", "upstream_error", "timeout", "error" */
 	long long latency_ms;
 	time_t created_at;
+	const char *api;        /* "generate" or "openai" (NULL: "generate") */
+	int streamed;           /* the client asked for a stream */
 };
 
 /* Queue one event (copied).  Never touches the database. */
