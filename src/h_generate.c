@@ -319,6 +319,8 @@ static json_object *sums_json(const struct db_rows *r, unsigned i)
 	json_object_object_add(t, "saved_tokens", json_object_new_int64(db_cell_ll(r, i, 6)));
 	json_object_object_add(t, "saved_usd", json_object_new_double((double)db_cell_ll(r, i, 7) / 1e6));
 	json_object_object_add(t, "failures", json_object_new_int64(db_cell_ll(r, i, 8)));
+	json_object_object_add(t, "streamed", json_object_new_int64(db_cell_ll(r, i, 9)));
+	json_object_object_add(t, "openai", json_object_new_int64(db_cell_ll(r, i, 10)));
 	return t;
 }
 

@@ -87,7 +87,8 @@ enum qc_err usage_flush(struct db *db)
 }
 
 #define SUMS " COUNT(*), SUM(cached), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_micro)," \
-	     " SUM(saved_tokens), SUM(saved_micro), SUM(outcome NOT IN ('ok', 'cached'))"
+	     " SUM(saved_tokens), SUM(saved_micro), SUM(outcome NOT IN ('ok', 'cached')), SUM(streamed)," \
+	     " SUM(api = 'openai')"
 
 static const char SQL_BY_TASK[] =
 	"SELECT task," SUMS " FROM usage_events"

@@ -245,7 +245,8 @@ function chartProblems(d, ts) {
   return bad;
 }
 
-const USAGE_COLS = ['calls', 'cached', 'prompt_tokens', 'completion_tokens', 'cost_usd', 'saved_tokens', 'saved_usd', 'failures'];
+const USAGE_COLS = ['calls', 'cached', 'prompt_tokens', 'completion_tokens', 'cost_usd', 'saved_tokens', 'saved_usd', 'failures',
+  'streamed', 'openai'];
 function usageProblems(d, u) {
   const bad = [];
   const want = Object.keys(u.tasks).sort(), got = Object.keys(d.usage).sort();

@@ -433,7 +433,8 @@
     ['calls', 'calls', fmtInt], ['cached', 'cached', fmtInt],
     ['prompt_tokens', 'tokens in', fmtInt], ['completion_tokens', 'tokens out', fmtInt],
     ['cost_usd', 'cost', fmtUsd], ['saved_tokens', 'saved tokens', fmtInt],
-    ['saved_usd', 'saved', fmtUsd], ['failures', 'failures', fmtInt]
+    ['saved_usd', 'saved', fmtUsd], ['failures', 'failures', fmtInt],
+    ['streamed', 'streamed', fmtInt], ['openai', 'via /v1', fmtInt]
   ];
 
   function renderUsage(u) {
