@@ -317,4 +317,85 @@ check(misses == 5 and ok_rows == str(misses),
 check(calls.get("completions") == misses and calls.get("total") == misses,
       "the mock upstream was called once per MISS, never for a hit or a refused call",
       {"misses": misses, "mock": calls})
+# --- raw SSE: /api/v1/generate streams, a stream the upstream breaks, the hourly limit --------
+import http.client
+from urllib.parse import urlsplit
+_u = urlsplit(URL)
+
+
+def sse(path, body, key, headers=None):
+    """(status, headers, list of data payloads) of one request, read to its end."""
+    c = http.client.HTTPConnection(_u.hostname, _u.port, timeout=30)
+    h = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    h.update(headers or {})
+    c.request("POST", path, body=json.dumps(body), headers=h)
+    r = c.getresponse()
+    raw = r.read().decode(errors="replace")
+    c.close()
+    events = [line[6:] for line in raw.split("\n") if line.startswith("data: ")]
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, events, raw
+
+
+def deltas(events):
+    out = []
+    for e in events:
+        if e == "[DONE]":
+            continue
+        o = json.loads(e)
+        for ch in o.get("choices") or []:
+            out.append((ch.get("delta") or {}).get("content") or "")
+    return out
+
+
+gid, gkey, _ = new_user("pro_monthly", prefix="oaigen")
+gp = f"[[chunk-ms:20]] generate streams too {RUN} one two three four"
+st, hd, ev, _ = sse("/api/v1/generate", {"task": "gen_stream", "prompt": gp, "stream": True}, gkey)
+usage_ev = [json.loads(e) for e in ev if e != "[DONE]" and json.loads(e).get("usage")]
+check(st == 200 and hd.get("content-type", "").startswith("text/event-stream") and ev[-1:] == ["[DONE]"]
+      and "".join(deltas(ev)) == "echo: " + gp and len([d for d in deltas(ev) if d]) >= 3
+      and usage_ev and usage_ev[-1]["usage"]["total_tokens"] > 0 and hd.get("x-quotacache-cache") == "MISS",
+      "/api/v1/generate with stream: chunk events of the answer, the usage chunk, [DONE]", (st, hd, ev[:3]))
+st2, hd2, ev2, _ = sse("/api/v1/generate", {"task": "gen_stream", "prompt": gp, "stream": True}, gkey)
+check(st2 == 200 and hd2.get("x-quotacache-cache") == "HIT" and "".join(deltas(ev2)) == "echo: " + gp
+      and len([d for d in deltas(ev2) if d]) >= 2 and ev2[-1:] == ["[DONE]"],
+      "... the same again: a hit replayed as several deltas with the same text", (st2, ev2[:3]))
+
+# the upstream breaks the stream after its first piece: an error event ends
+# it, what was streamed is billed ('partial'), nothing is cached or held
+bp = f"[[fault:midstream]] [[chunk-ms:20]] break me {RUN} one two three"
+st, hd, ev, raw = sse("/v1/chat/completions", {"model": "mock-model", "stream": True, "temperature": 0,
+                                               "messages": [{"role": "user", "content": bp}]}, gkey,
+                      {"X-Quotacache-Task": "oai_broken"})
+errs = [json.loads(e) for e in ev if e != "[DONE]" and "error" in json.loads(e)]
+check(st == 200 and "[DONE]" not in ev and len(errs) == 1 and errs[0]["error"].get("code") == "upstream_error"
+      and "".join(deltas(ev)) == "echo: ",
+      "an upstream that breaks mid-stream: the piece it sent, then an SSE error event, no [DONE]", raw[-400:])
+time.sleep(1.2)
+rows = sql(f"SELECT outcome, completion_tokens, estimated FROM usage_events WHERE user_id = {gid}"
+           " AND task = 'oai_broken'")
+held = sql(f"SELECT COUNT(*) FROM quota_reservations WHERE user_id = {gid} AND state = 'active'")[0][0]
+cached = sql(f"SELECT COUNT(*) FROM ai_cache WHERE user_id = {gid} AND gen_tokens > 0")[0][0]
+check(rows == [["partial", "2", "1"]] and held == "0" and cached == "1",
+      "... billed for what was streamed (outcome partial, 2 tokens estimated from 'echo: '), "
+      "the reservation settled, nothing cached but the /generate answer", (rows, held, cached))
+st, hd, ev, raw = sse("/v1/chat/completions", {"model": "mock-model", "stream": True,
+                                               "messages": [{"role": "user", "content": "[[fault:500]] x"}]}, gkey)
+check(st == 502 and json.loads(raw).get("error", {}).get("code") == "upstream_error",
+      "an upstream that fails before its first chunk: the ordinary 502 in OpenAI's shape", raw[:300])
+
+# the hourly call limit: 429 rate_limit_exceeded with Retry-After (the SDKs may retry it)
+sql_write("INSERT IGNORE INTO plans (name, display_name, tokens_per_day, tokens_per_month, calls_per_hour,"
+          " max_inflight, session_ttl_seconds, content_ttl_seconds, sort_order)"
+          " VALUES ('test_oai_hourly', 'OAI hourly', NULL, NULL, 1, 8, 1800, 3600, 97)")
+hid, hkey, _ = new_user("test_oai_hourly", prefix="oaihour")
+sse("/v1/chat/completions", {"model": "mock-model", "messages": [{"role": "user", "content": f"one {RUN}"}]}, hkey)
+st, hd, ev, raw = sse("/v1/chat/completions", {"model": "mock-model",
+                                               "messages": [{"role": "user", "content": f"two {RUN}"}]}, hkey)
+err = json.loads(raw).get("error", {}) if raw.startswith("{") else {}
+check(st == 429 and err.get("code") == "rate_limit_exceeded" and hd.get("retry-after")
+      and hd.get("x-should-retry") is None,
+      "the hourly call limit: 429 rate_limit_exceeded with Retry-After (retrying is allowed)", (st, hd, raw[:200]))
+sql_write(f"UPDATE users SET plan = 'pro_monthly' WHERE id = {hid}")
+sql_write("DELETE FROM plans WHERE name = 'test_oai_hourly'")
+
 done()
