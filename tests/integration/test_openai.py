@@ -383,6 +383,24 @@ st, hd, ev, raw = sse("/v1/chat/completions", {"model": "mock-model", "stream": 
 check(st == 502 and json.loads(raw).get("error", {}).get("code") == "upstream_error",
       "an upstream that fails before its first chunk: the ordinary 502 in OpenAI's shape", raw[:300])
 
+# an upstream stream without usage: tokens estimated from the text, the row marked estimated,
+# and the client that asked for usage still gets a usage chunk (the estimate)
+np_ = f"[[fault:nousage]] no usage here {RUN} one two three"
+st, hd, ev, raw = sse("/v1/chat/completions", {"model": "mock-model", "stream": True, "temperature": 0,
+                                               "stream_options": {"include_usage": True},
+                                               "messages": [{"role": "user", "content": np_}]}, gkey,
+                      {"X-Quotacache-Task": "oai_nousage"})
+uc = [json.loads(e)["usage"] for e in ev if e != "[DONE]" and json.loads(e).get("usage")]
+want_ct = math.ceil(len("echo: " + np_) / 4)
+time.sleep(1.2)
+rows = sql(f"SELECT completion_tokens, estimated, streamed, api FROM usage_events WHERE user_id = {gid}"
+           " AND task = 'oai_nousage'")
+check(st == 200 and ev[-1:] == ["[DONE]"] and len(uc) == 1 and uc[0]["completion_tokens"] == want_ct
+      and rows == [[str(want_ct), "1", "1", "openai"]],
+      "no upstream usage: tokens estimated from the text (characters / 4), the ledger row marked "
+      "estimated (and streamed, api openai), the usage chunk the client asked for carries the estimate",
+      (st, uc, rows, want_ct))
+
 # the hourly call limit: 429 rate_limit_exceeded with Retry-After (the SDKs may retry it)
 sql_write("INSERT IGNORE INTO plans (name, display_name, tokens_per_day, tokens_per_month, calls_per_hour,"
           " max_inflight, session_ttl_seconds, content_ttl_seconds, sort_order)"
