@@ -80,7 +80,7 @@ worker_rss_kib() {   # summed VmRSS of the quotacache workers
 mock_peak() { curl -s "http://127.0.0.1:$MOCKPORT/_calls" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("peak", 0))'; }
 mock_reset() { curl -s -X POST "http://127.0.0.1:$MOCKPORT/_reset" >/dev/null; }
 
-declare -A R=()
+declare -A PEAK=() RSS=()
 run_stream() {   # NAME URL KEY C
 	local peak_rss=0 r sampler out
 	mock_reset
@@ -92,7 +92,8 @@ run_stream() {   # NAME URL KEY C
 	kill "$sampler" 2>/dev/null || true
 	wait "$sampler" 2>/dev/null || true
 	peak_rss=$(sort -n "$OUT/streams-$1.rss" | tail -n 1)
-	R[$1]="$(cat "$out") $(mock_peak) ${peak_rss:-0}"
+	PEAK[$1]=$(mock_peak)
+	RSS[$1]=${peak_rss:-0}
 }
 run_stream stream_mock_256 "http://127.0.0.1:$MOCKPORT" none 256
 run_stream stream_miss_256 "$BASE" "$MISS_KEY" 256
@@ -128,8 +129,7 @@ read -r gh_rps gh_p99 gh_bad <<<"$(hit_stats "$OUT/streams-generate_hit.wrk")"
 	echo "| subject | c | streams done | errors | req/s | TTFB p50 ms | TTFB p99 ms | total p50 ms | total p99 ms | peak open at client | mock peak in flight | workers RSS peak MiB |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for n in stream_mock_256 stream_miss_256 stream_miss_1024; do
-		read -r json peak rss <<<"${R[$n]}"
-		python3 - "$n" "$json" "$peak" "$rss" <<'PY'
+		python3 - "$n" "$(cat "$OUT/streams-$n.json")" "${PEAK[$n]}" "${RSS[$n]}" <<'PY'
 import json, sys
 n, j, peak, rss = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 print(f"| {n} | {j['conns']} | {j['requests']:,} | {j['errors']} | {j['req_per_s']} | {j['ttfb_p50_ms']} | "
@@ -138,7 +138,7 @@ print(f"| {n} | {j['conns']} | {j['requests']:,} | {j['errors']} | {j['req_per_s
 PY
 	done
 	echo
-	python3 - "${R[stream_mock_256]%% *}" "${R[stream_miss_256]%% *}" <<'PY'
+	python3 - "$(cat "$OUT/streams-stream_mock_256.json")" "$(cat "$OUT/streams-stream_miss_256.json")" <<'PY'
 import json, sys
 m, q = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 if m["ttfb_p50_ms"] and q["ttfb_p50_ms"]:
