@@ -67,7 +67,7 @@ async def one(host, port, path, key, body):
 async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("url")
-    ap.add_argument("key")
+    ap.add_argument("key", help="an API key, or several separated by commas")
     ap.add_argument("conns", type=int)
     ap.add_argument("duration", type=float)
     ap.add_argument("--warmup", type=float, default=2)
@@ -76,6 +76,7 @@ async def main():
     ap.add_argument("--path", default="/v1/chat/completions")
     ap.add_argument("--body-extra", default="{}")
     a = ap.parse_args()
+    keys = a.key.split(",")   # several users: connection i uses key i mod n
     u = urlsplit(a.url)
     extra = json.loads(a.body_extra)
     state = {"open": 0, "peak": 0, "seq": 0}
@@ -99,7 +100,7 @@ async def main():
             if start >= t_measure:
                 state["peak"] = max(state["peak"], state["open"])
             try:
-                f, t = await one(u.hostname, u.port, a.path, a.key, body)
+                f, t = await one(u.hostname, u.port, a.path, keys[i % len(keys)], body)
                 if start >= t_measure and start + t <= t_end:
                     ttfb.append(f)
                     total.append(t)

@@ -11,7 +11,9 @@
 #                     every 50 ms (the floor: what the mock alone takes)
 #   stream_miss_256   POST /v1/chat/completions, stream, a new prompt each time,
 #                     through lighttpd + quotacache, same mock (c = 256)
+#   stream_mock_1024  straight at the mock, c = 1024 (the floor there)
 #   stream_miss_1024  the same at c = 1024: streams in flight at once, worker RSS
+# The misses are spread over 64 enterprise users (connection i uses user i mod 64).
 # and with wrk (c = 32): a cached stream replayed (the same deterministic
 # request, stream: true) against a /api/v1/generate hit.
 # Writes bench/out/streams.md and prints it.  Every server is stopped on exit.
@@ -63,7 +65,7 @@ CONF=$VAR/quotacache.conf
   echo "log_level = warn"; } >"$CONF"
 export QC_CONFIG=$CONF
 "$CTL" migrate >&2
-MISS_KEY=$("$CTL" user add --email miss@bench.invalid --plan enterprise 2>/dev/null)
+MISS_KEY=$(for i in $(seq 1 64); do "$CTL" user add --email "miss$i@bench.invalid" --plan enterprise 2>/dev/null; done | paste -sd,)
 HIT_KEY=$("$CTL" user add --email hit@bench.invalid --plan pro_annual 2>/dev/null)
 PORT=$(free_port)
 bash "$ROOT/scripts/lighttpd.sh" start "$VAR" "$PORT" 4 "$WORKER" "$CONF" "$ROOT/www" >&2
@@ -97,6 +99,7 @@ run_stream() {   # NAME URL KEY C
 }
 run_stream stream_mock_256 "http://127.0.0.1:$MOCKPORT" none 256
 run_stream stream_miss_256 "$BASE" "$MISS_KEY" 256
+run_stream stream_mock_1024 "http://127.0.0.1:$MOCKPORT" none 1024
 run_stream stream_miss_1024 "$BASE" "$MISS_KEY" 1024
 
 # the replay: one deterministic streamed request (a hit after the first)
@@ -124,11 +127,11 @@ read -r gh_rps gh_p99 gh_bad <<<"$(hit_stats "$OUT/streams-generate_hit.wrk")"
 	echo
 	echo "bench/stream_client.py: a closed loop of streamed requests (a new prompt each), ${DURATION} s after 2 s"
 	echo "of warm-up; the mock sends its first chunk 1 s after the request, then a chunk every 50 ms (7 words:"
-	echo "about 1.4 s a stream). TTFB: the first SSE event at the client. Default pool: 4 workers, lighttpd."
+	echo "about 1.4 s a stream). TTFB: the first SSE event at the client. Default pool: 4 workers, lighttpd; the misses spread over 64 users."
 	echo
 	echo "| subject | c | streams done | errors | req/s | TTFB p50 ms | TTFB p99 ms | total p50 ms | total p99 ms | peak open at client | mock peak in flight | workers RSS peak MiB |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-	for n in stream_mock_256 stream_miss_256 stream_miss_1024; do
+	for n in stream_mock_256 stream_miss_256 stream_mock_1024 stream_miss_1024; do
 		python3 - "$n" "$(cat "$OUT/streams-$n.json")" "${PEAK[$n]}" "${RSS[$n]}" <<'PY'
 import json, sys
 n, j, peak, rss = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
