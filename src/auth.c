@@ -128,6 +128,11 @@ enum qc_err auth_authenticate(struct db *db, const char *authorization,
 	p[0] = DB_STR(hash);
 	if ((rc = db_query(db, SQL_KEY_USER, p, 1, &rows)) != QC_OK)
 		return rc;
+	if (rows->nrows != 1 && db_galera(db)) {   /* a key created through another node a moment ago */
+		db_rows_free(rows);
+		if ((rc = db_query_synced(db, SQL_KEY_USER, p, 1, &rows)) != QC_OK)
+			return rc;
+	}
 	if (rows->nrows != 1) {
 		db_rows_free(rows);
 		return QC_EAUTH;

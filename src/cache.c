@@ -213,6 +213,11 @@ enum qc_err cache_get(struct db *db, long long user, enum cache_tier tier,
 	memset(e, 0, sizeof *e);
 	if ((rc = db_query(db, SQL_GET, p, 4, &r)) != QC_OK)
 		return rc;
+	if (r->nrows != 1 && db_galera(db)) {   /* stored through another node a moment ago? */
+		db_rows_free(r);
+		if ((rc = db_query_synced(db, SQL_GET, p, 4, &r)) != QC_OK)
+			return rc;
+	}
 	if (r->nrows != 1) {
 		db_rows_free(r);
 		return QC_ENOTFOUND;

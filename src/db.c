@@ -1,6 +1,7 @@
 /*
  * db.c - MariaDB Connector/C wrapper: one connection, a cache of prepared
- * statements keyed by SQL text, bounded retry of 1213/1205, reconnection.
+ * statements keyed by SQL text, bounded retry of 1213/1205, reconnection,
+ * failover over a list of database endpoints (Galera nodes) and back.
  *
  * Invariant: when conn is NULL the statement cache is empty (statements die
  * with their connection).
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,13 +43,19 @@ struct db {
 	int ever_connected;
 	time_t last_ok;
 	int migrator;            /* migrations: its own user, multi-statements */
+	int host_idx;            /* index of the connected endpoint, -1: none */
+	time_t host_since;       /* when it connected (or last tried the first) */
+	int galera;              /* the server is a Galera node */
+	unsigned epoch;          /* fail_epoch when last known good */
 };
 
 struct db *db_new(const struct config *cfg)
 {
 	struct db *db = calloc(1, sizeof *db);
-	if (db)
+	if (db) {
 		db->cfg = cfg;
+		db->host_idx = -1;
+	}
 	return db;
 }
 
@@ -61,6 +69,21 @@ struct db *db_new_migrator(const struct config *cfg)
 
 /* reconnections of every handle of this process (read by the flusher) */
 static atomic_ulong reconnects_total;
+/* 1213/1205 seen, statements by retries needed, statements given up */
+static atomic_ulong conflicts_total, retried_total[DB_RETRY_SLOTS], giveups_total;
+/* bumped when any handle of this process loses its connection: the others
+ * check theirs (a ping) before their next statement, so that a database node
+ * that died costs one failed statement per process, not one per handle */
+static atomic_uint fail_epoch;
+
+void db_conflict_counts(unsigned long *conflicts, unsigned long retried[DB_RETRY_SLOTS],
+			unsigned long *giveups)
+{
+	*conflicts = atomic_load(&conflicts_total);
+	for (int i = 0; i < DB_RETRY_SLOTS; i++)
+		retried[i] = atomic_load(&retried_total[i]);
+	*giveups = atomic_load(&giveups_total);
+}
 
 static void db_disconnect(struct db *db)
 {
@@ -70,6 +93,8 @@ static void db_disconnect(struct db *db)
 	if (db->conn)
 		mysql_close(db->conn);
 	db->conn = NULL;
+	db->host_idx = -1;
+	db->galera = 0;
 }
 
 void db_free(struct db *db)
@@ -93,23 +118,111 @@ static int is_conn_error(unsigned no)
 	case CR_CONN_HOST_ERROR: case CR_SERVER_LOST_EXTENDED: case ER_CONNECTION_KILLED:
 	case ER_SERVER_SHUTDOWN: case 4031 /* ER_CLIENT_INTERACTION_TIMEOUT */:
 	case CR_COMMANDS_OUT_OF_SYNC:
+	case ER_UNKNOWN_COM_ERROR:   /* 1047: a Galera node not ready (not Synced, no quorum) */
 		return 1;
 	}
 	return 0;
 }
 
-enum qc_err db_connect(struct db *db)
+int db_endpoints(const struct config *c, struct db_endpoint *eps, char *err, size_t errlen)
+{
+	const char *s = c->db_hosts ? c->db_hosts : "";
+	int n = 0;
+
+	if (!*s) {   /* the single endpoint of db_socket or db_host:db_port */
+		memset(eps, 0, sizeof *eps);
+		if (c->db_socket && *c->db_socket) {
+			if (strlen(c->db_socket) >= sizeof eps->sock) {
+				snprintf(err, errlen, "db_socket: path too long");
+				return -1;
+			}
+			strcpy(eps->sock, c->db_socket);
+		} else {
+			snprintf(eps->host, sizeof eps->host, "%s", c->db_host ? c->db_host : "localhost");
+			eps->port = (unsigned)c->db_port;
+		}
+		return 1;
+	}
+	for (const char *p = s;;) {
+		size_t len = strcspn(p, ",");
+		const char *b = p, *e = p + len, *colon;
+		struct db_endpoint *ep = &eps[n];
+
+		while (b < e && (*b == ' ' || *b == '\t'))
+			b++;
+		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (b == e) {
+			snprintf(err, errlen, "db_hosts: an empty entry");
+			return -1;
+		}
+		if (n == DB_MAX_HOSTS) {
+			snprintf(err, errlen, "db_hosts: more than %d entries", DB_MAX_HOSTS);
+			return -1;
+		}
+		memset(ep, 0, sizeof *ep);
+		if (*b == '/') {
+			if ((size_t)(e - b) >= sizeof ep->sock) {
+				snprintf(err, errlen, "db_hosts: a socket path too long");
+				return -1;
+			}
+			memcpy(ep->sock, b, (size_t)(e - b));
+		} else {
+			colon = memchr(b, ':', (size_t)(e - b));
+			size_t hl = (size_t)((colon ? colon : e) - b);
+			if (hl == 0 || hl >= sizeof ep->host || memchr(b, ' ', hl)) {
+				snprintf(err, errlen, "db_hosts: a bad host name");
+				return -1;
+			}
+			memcpy(ep->host, b, hl);
+			ep->port = (unsigned)c->db_port;
+			if (colon) {
+				long port = colon + 1 < e ? 0 : -1;
+				for (const char *d = colon + 1; d < e && port >= 0; d++)
+					port = *d >= '0' && *d <= '9' && port <= 65535 ? port * 10 + (*d - '0') : -1;
+				if (port < 1 || port > 65535) {
+					snprintf(err, errlen, "db_hosts: a bad port (1-65535)");
+					return -1;
+				}
+				ep->port = (unsigned)port;
+			}
+		}
+		n++;
+		if (!p[len])
+			break;
+		p += len + 1;
+	}
+	return n;
+}
+
+int db_endpoint_index(const struct db *db) { return db->conn ? db->host_idx : -1; }
+int db_galera(const struct db *db) { return db->galera; }
+
+/* One row, one column of a fixed query (no value in it); NULL on error. */
+static char *query_one(MYSQL *conn, const char *sql, unsigned col)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	char *v = NULL;
+
+	if (mysql_query(conn, sql) || !(res = mysql_store_result(conn)))
+		return NULL;
+	if ((row = mysql_fetch_row(res)) && mysql_num_fields(res) > col && row[col])
+		v = strdup(row[col]);
+	mysql_free_result(res);
+	return v;
+}
+
+/* Connect to one endpoint; on Galera only to a node ready for clients. */
+static enum qc_err connect_one(struct db *db, const struct db_endpoint *ep)
 {
 	const struct config *c = db->cfg;
 	unsigned int timeout = 2, rw_timeout = (unsigned)c->db_rw_timeout_s;
 	int own = db->migrator && c->migrate_user && *c->migrate_user;
 	const char *user = own ? c->migrate_user : c->db_user;
 	const char *pass = own ? c->migrate_password : c->db_password;
-	char lockwait[80];
-	const char *sock = c->db_socket && *c->db_socket ? c->db_socket : NULL;
+	char lockwait[80], *v;
 
-	if (db->conn)
-		return QC_OK;
 	if (!(db->conn = mysql_init(NULL)))
 		return QC_ENOMEM;
 	mysql_options(db->conn, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
@@ -130,16 +243,68 @@ enum qc_err db_connect(struct db *db)
 	/* least privilege: the worker's user runs one statement per call (and
 	 * CALLs, whose result sets need MULTI_RESULTS); only the migration
 	 * runner, as its own user, sends scripts of several statements */
-	if (!mysql_real_connect(db->conn, sock ? NULL : c->db_host, user, pass, c->db_name,
-				(unsigned)c->db_port, sock,
+	if (!mysql_real_connect(db->conn, ep->sock[0] ? NULL : ep->host, user, pass, c->db_name,
+				ep->port, ep->sock[0] ? ep->sock : NULL,
 				db->migrator ? CLIENT_MULTI_STATEMENTS | CLIENT_MULTI_RESULTS
 					     : CLIENT_MULTI_RESULTS)) {
 		set_err(db, mysql_errno(db->conn), mysql_error(db->conn));
-		log_error("db", "connect failed: %s", db->last_error);
-		mysql_close(db->conn);
-		db->conn = NULL;
+		goto fail;
+	}
+	/* a Galera node that is joining, a donor or without quorum answers
+	 * connections but not queries (1047): only a ready one will do */
+	v = query_one(db->conn, "SELECT @@wsrep_on", 0);
+	db->galera = v && (strcmp(v, "1") == 0 || strcasecmp(v, "ON") == 0);
+	free(v);
+	if (db->galera) {
+		v = query_one(db->conn, "SHOW GLOBAL STATUS LIKE 'wsrep_ready'", 1);
+		int ready = v && strcasecmp(v, "ON") == 0;
+		free(v);
+		if (!ready) {
+			set_err(db, ER_UNKNOWN_COM_ERROR, "Galera node not ready (wsrep_ready OFF)");
+			goto fail;
+		}
+	}
+	return QC_OK;
+fail:
+	mysql_close(db->conn);
+	db->conn = NULL;
+	db->galera = 0;
+	return QC_EDBDOWN;
+}
+
+enum qc_err db_connect(struct db *db)
+{
+	struct db_endpoint eps[DB_MAX_HOSTS];
+	char err[128];
+	int n;
+	enum qc_err rc = QC_EDBDOWN;
+
+	if (db->conn)
+		return QC_OK;
+	if ((n = db_endpoints(db->cfg, eps, err, sizeof err)) < 0) {
+		set_err(db, CR_CONNECTION_ERROR, err);
+		log_error("db", "%s", err);
 		return QC_EDBDOWN;
 	}
+	/* in list order: the first is this web node's own database node */
+	for (int i = 0; i < n; i++) {
+		if ((rc = connect_one(db, &eps[i])) == QC_ENOMEM)
+			return rc;
+		if (rc == QC_OK) {
+			db->host_idx = i;
+			break;
+		}
+		if (eps[i].sock[0])
+			log_error("db", "connect to %s failed: %s", eps[i].sock, db->last_error);
+		else
+			log_error("db", "connect to %s:%u failed: %s", eps[i].host, eps[i].port, db->last_error);
+	}
+	if (rc != QC_OK)
+		return QC_EDBDOWN;
+	db->host_since = time(NULL);
+	db->epoch = atomic_load(&fail_epoch);
+	if (db->host_idx > 0)
+		log_warn("db", "failed over to database endpoint %d of %d", db->host_idx + 1, n);
 	if (db->ever_connected) {
 		db->reconnects++;
 		atomic_fetch_add(&reconnects_total, 1);
@@ -448,6 +613,17 @@ static enum qc_err run(struct db *db, const char *sql, const struct db_val *p,
 
 	if (out)
 		*out = NULL;
+	/* Failed over to a later endpoint: between statements, go back to the
+	 * first once db_failback_s has passed (if it is still down, connecting
+	 * falls through to the next one again at once). */
+	if (db->conn && db->host_idx > 0 && time(NULL) - db->host_since >= db->cfg->db_failback_s)
+		db_disconnect(db);
+	/* Another handle lost its connection: this one may be dead too */
+	if (db->conn && db->epoch != atomic_load(&fail_epoch)) {
+		db->epoch = atomic_load(&fail_epoch);
+		if (mysql_ping(db->conn) != 0)
+			db_disconnect(db);
+	}
 	/* An idle connection may have died quietly (server restart): ping it
 	 * before a write, whose loss we could not safely retry. */
 	if (db->conn && !is_read_only(sql) && time(NULL) - db->last_ok > 2 &&
@@ -457,10 +633,23 @@ static enum qc_err run(struct db *db, const char *sql, const struct db_val *p,
 
 	for (int attempt = 0;; attempt++) {
 		rc = run_once(db, sql, p, np, out, affected, once);
-		if (rc == QC_OK)
+		if (rc == QC_OK) {
+			if (attempt > 0)   /* how many retries this statement needed */
+				atomic_fetch_add(&retried_total[attempt < DB_RETRY_SLOTS ? attempt
+										 : DB_RETRY_SLOTS - 1], 1);
 			return QC_OK;
+		}
 		if (rc == QC_EDBDOWN || is_conn_error(db->last_errno)) {
+			unsigned no = db->last_errno;
+			if (db->conn)
+				atomic_fetch_add(&fail_epoch, 1);
 			db_disconnect(db);
+			/* a Galera node that lost quorum or is not synced refused
+			 * the statement (1047): nothing ran, so another node may */
+			if (no == ER_UNKNOWN_COM_ERROR && !reconnected) {
+				reconnected = 1;
+				continue;
+			}
 			/* a read is safe to repeat once on a fresh connection */
 			if (!reconnected && is_read_only(sql) && db->last_errno != CR_CONNECTION_ERROR) {
 				reconnected = 1;
@@ -473,10 +662,12 @@ static enum qc_err run(struct db *db, const char *sql, const struct db_val *p,
 			/* the failed transaction was rolled back; make sure no
 			 * half-open one stays on this connection */
 			mysql_query(db->conn, "ROLLBACK");
+			atomic_fetch_add(&conflicts_total, 1);
 			if (attempt < DB_RETRIES && mono_ms() < budget_end) {
 				backoff(attempt);
 				continue;
 			}
+			atomic_fetch_add(&giveups_total, 1);
 			/* never wait on the database forever: busy, retry later */
 			log_error("db", "gave up after %d attempt(s) (%u): %s", attempt + 1,
 				  db->last_errno, db->last_error);
@@ -494,6 +685,29 @@ enum qc_err db_query(struct db *db, const char *sql, const struct db_val *p,
 		     unsigned np, struct db_rows **out)
 {
 	return run(db, sql, p, np, out, NULL, 0);
+}
+
+enum qc_err db_query_synced(struct db *db, const char *sql, const struct db_val *p,
+			    unsigned np, struct db_rows **out)
+{
+	enum qc_err rc;
+
+	*out = NULL;
+	if ((rc = db_connect(db)) != QC_OK)
+		return rc;
+	if (!db->galera)
+		return db_query(db, sql, p, np, out);
+	if (mysql_query(db->conn, "SET SESSION wsrep_sync_wait = 1")) {
+		set_err(db, mysql_errno(db->conn), mysql_error(db->conn));
+		if (is_conn_error(db->last_errno))
+			db_disconnect(db);
+		return db_query(db, sql, p, np, out);   /* unsynced, still an answer */
+	}
+	rc = db_query(db, sql, p, np, out);
+	/* a new connection starts at 0; this one goes back to it */
+	if (db->conn && mysql_query(db->conn, "SET SESSION wsrep_sync_wait = 0"))
+		db_disconnect(db);
+	return rc;
 }
 
 enum qc_err db_exec(struct db *db, const char *sql, const struct db_val *p,

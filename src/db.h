@@ -61,11 +61,50 @@ unsigned long db_reconnects(const struct db *db);
 unsigned long db_reconnects_total(void);
 
 /*
+ * Database endpoints (SPEC §12): config db_hosts is a comma-separated list of
+ * "host:port", "host" (db_port) or "/unix/socket/path"; empty means the one
+ * endpoint of db_socket, or db_host:db_port.  A handle connects to the first
+ * endpoint that answers (and, on Galera, is ready), in list order; on a later
+ * one it returns to the first after db_failback_s, between statements.
+ */
+#define DB_MAX_HOSTS 8
+struct db_endpoint {
+	char host[256];          /* "" when sock is set */
+	unsigned port;
+	char sock[108];
+};
+/* Parse cfg's endpoints into eps[0..DB_MAX_HOSTS).  The count, or -1 with a
+ * reason in err for a malformed list. */
+int db_endpoints(const struct config *cfg, struct db_endpoint *eps, char *err, size_t errlen);
+/* The index in that list of the endpoint this handle is connected to (-1: none). */
+int db_endpoint_index(const struct db *db);
+/* 1 if the connected server is a Galera node (wsrep_on). */
+int db_galera(const struct db *db);
+/* Deadlocks and certification conflicts (1213) and lock wait timeouts (1205)
+ * seen by every handle of this process, the statements that needed retries
+ * (by how many: retried[n] for n retries, n < DB_RETRY_SLOTS; the last slot
+ * counts more) and the statements given up; all thread-safe. */
+#define DB_RETRY_SLOTS 52
+void db_conflict_counts(unsigned long *conflicts, unsigned long retried[DB_RETRY_SLOTS],
+			unsigned long *giveups);
+
+/*
  * Run a statement returning rows.  On QC_OK *out holds the first result set
  * (caller frees with db_rows_free).  Errors: QC_EDBDOWN, QC_EDB, QC_ENOMEM.
  */
 enum qc_err db_query(struct db *db, const char *sql, const struct db_val *p,
 		     unsigned np, struct db_rows **out);
+
+/*
+ * As db_query, but on a Galera node the read waits until this node has
+ * applied every write committed anywhere in the cluster before it started
+ * (wsrep_sync_wait = 1 for this statement only: it costs a round of the
+ * cluster).  Callers use it for a second look when a row they expect (a key,
+ * a cache entry, a reservation) was not found: another web node may have
+ * written it a moment ago.  On a single server it is db_query.
+ */
+enum qc_err db_query_synced(struct db *db, const char *sql, const struct db_val *p,
+			    unsigned np, struct db_rows **out);
 
 /* Run a statement without rows; *affected (may be NULL) gets the count. */
 enum qc_err db_exec(struct db *db, const char *sql, const struct db_val *p,

@@ -92,6 +92,8 @@ static void flush(struct app *app, int all)
 	static struct accum *const accs[] = { &cache_hits_accum, &cache_stats_accum, &usage_accum,
 					      &metrics_accum };
 	static unsigned long seen_reconnects, seen_waits, seen_fail[4], seen_drop[4];
+	static unsigned long seen_conflicts, seen_retried[DB_RETRY_SLOTS], seen_giveups;
+	unsigned long conflicts, retried[DB_RETRY_SLOTS], giveups;
 	time_t now = time(NULL);
 	struct metrics_gauge g[4];
 	char worker[96], host[64] = "";
@@ -104,6 +106,21 @@ static void flush(struct app *app, int all)
 		metrics_count("qc_db_reconnects_total", "", (long long)(v - seen_reconnects));
 		seen_reconnects = v;
 	}
+	db_conflict_counts(&conflicts, retried, &giveups);
+	if (conflicts > seen_conflicts)
+		metrics_count("qc_db_conflicts_total", "", (long long)(conflicts - seen_conflicts));
+	if (giveups > seen_giveups)
+		metrics_count("qc_db_retry_giveups_total", "", (long long)(giveups - seen_giveups));
+	for (int i = 1; i < DB_RETRY_SLOTS; i++)
+		if (retried[i] > seen_retried[i]) {
+			char labels[32];
+			snprintf(labels, sizeof labels, "retries=\"%d%s\"", i, i == DB_RETRY_SLOTS - 1 ? "+" : "");
+			metrics_count("qc_db_retried_statements_total", labels,
+				      (long long)(retried[i] - seen_retried[i]));
+			seen_retried[i] = retried[i];
+		}
+	seen_conflicts = conflicts;
+	seen_giveups = giveups;
 	if ((v = dbpool_waits(app->pool)) > seen_waits) {
 		metrics_count("qc_db_pool_waits_total", "", (long long)(v - seen_waits));
 		seen_waits = v;
@@ -173,6 +190,14 @@ int main(int argc, char **argv)
 		log_error("main", "openai_cache must be deterministic, always or never (not '%s')", app->cfg.openai_cache);
 		config_release(&app->cfg);
 		return 1;
+	}
+	{   /* the database endpoints must parse (SPEC §12: a list to fail over along) */
+		struct db_endpoint eps[DB_MAX_HOSTS];
+		if (db_endpoints(&app->cfg, eps, err, sizeof err) < 0) {
+			log_error("main", "%s", err);
+			config_release(&app->cfg);
+			return 1;
+		}
 	}
 	/* only configured models are called, each with a price (SPEC §11) */
 	if (upstream_prices_check(app->cfg.upstream_prices, app->cfg.upstream_model, err, sizeof err) < 0) {

@@ -418,6 +418,13 @@ enum qc_err quota_settle_flight(struct db *db, long long user, const char *id, l
 		return QC_ENOTFOUND;
 	if ((rc = db_query(db, SQL_SETTLE, p, 6, &r)) != QC_OK)
 		return rc;
+	/* reserved through another database node a moment ago: look again,
+	 * once this node has applied what the cluster committed */
+	if (r->nrows == 1 && strcmp(db_cell(r, 0, 0), "notfound") == 0 && db_galera(db)) {
+		db_rows_free(r);
+		if ((rc = db_query_synced(db, SQL_SETTLE, p, 6, &r)) != QC_OK)
+			return rc;
+	}
 	if (r->nrows != 1) {
 		db_rows_free(r);
 		return QC_EDB;

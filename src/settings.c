@@ -31,6 +31,8 @@ static const struct opt opts[] = {
 	S(db_socket, "/run/mysqld/mysqld.sock"),
 	S(db_host, "localhost"),
 	I(db_port, "3306", 1, 65535),
+	S(db_hosts, ""),
+	I(db_failback_s, "10", 1, 3600),
 	S(db_user, "quotacache"),
 	S(db_name, "quotacache"),
 	S(db_password, NULL),

@@ -15,6 +15,10 @@ struct config {
 	char *db_socket;         /* unix socket path; NULL or "" => TCP */
 	char *db_host;
 	long long db_port;
+	char *db_hosts;          /* "" or a list (comma-separated) of host:port or
+				  * /socket/path: tried in order, the first is preferred */
+	long long db_failback_s; /* a connection to a later host returns to the
+				  * first after this many seconds (if it is back) */
 	char *db_user;
 	char *db_name;
 	char *db_password;       /* from db_password_file or QC_DB_PASSWORD */

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "db.h"
 #include "settings.h"
 #include "tap.h"
 
@@ -28,6 +29,34 @@ int main(void)
 	CHECK(config_parse(&c, "just words\n", err, sizeof err) < 0 && strstr(err, "line 1"),
 	      "line without '=' refused with its number");
 	config_release(&c);
+
+	/* database endpoints (db_hosts): order kept, ports, sockets, refusals */
+	{
+		struct db_endpoint ep[DB_MAX_HOSTS];
+		CHECK(config_defaults(&c) == 0, "defaults again");
+		CHECK(db_endpoints(&c, ep, err, sizeof err) == 1 && strcmp(ep[0].sock, c.db_socket) == 0,
+		      "no db_hosts: the one endpoint of db_socket");
+		CHECK(config_parse(&c, "db_socket = \ndb_host = db.example\ndb_port = 3307\n", err, sizeof err) == 0 &&
+		      db_endpoints(&c, ep, err, sizeof err) == 1 && strcmp(ep[0].host, "db.example") == 0 &&
+		      ep[0].port == 3307 && !ep[0].sock[0], "no socket: db_host:db_port");
+		CHECK(config_parse(&c, "db_hosts = 127.0.0.1:4001, 127.0.0.1:4002 ,/run/g3.sock,gal4\n", err, sizeof err) == 0 &&
+		      db_endpoints(&c, ep, err, sizeof err) == 4, "a list of four");
+		CHECK(strcmp(ep[0].host, "127.0.0.1") == 0 && ep[0].port == 4001 && ep[1].port == 4002 &&
+		      strcmp(ep[2].sock, "/run/g3.sock") == 0 && !ep[2].host[0] &&
+		      strcmp(ep[3].host, "gal4") == 0 && ep[3].port == 3307,
+		      "in order, spaces trimmed, a socket, a host with the default port");
+		const char *bad[] = { "a:1,,b:2", "a:0", "a:65536", "a:", ":3306", "a:12x", "a b:1",
+				      "a,b,c,d,e,f,g,h,i", "," };
+		for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+			char line[128];
+			snprintf(line, sizeof line, "db_hosts = %s\n", bad[i]);
+			err[0] = 0;
+			CHECK(config_parse(&c, line, err, sizeof err) == 0 &&
+			      db_endpoints(&c, ep, err, sizeof err) < 0 && strstr(err, "db_hosts"),
+			      "db_hosts '%s' refused with a reason", bad[i]);
+		}
+		config_release(&c);
+	}
 
 	/* file + environment: env wins over file */
 	fd = mkstemp(cpath);
