@@ -22,6 +22,36 @@ prompts_dir = $2/conf/prompts
 CONF
 }
 
+# Creates password file $1 (0600, in a 0700 directory) unless it has one.
+ensure_password() {   # FILE
+  install -d -m 0700 "$(dirname "$1")"
+  if [[ ! -s $1 ]]; then
+    (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$1")
+    log "generated $1"
+  fi
+  chmod 0600 "$1"
+}
+
+# Prints the SQL that makes the database and its two accounts for client host
+# $1 (SPEC §11, least privilege): 'quotacache' (the workers) may read and write
+# rows and run the procedures, nothing else; 'quotacache_admin' (migrations)
+# owns the schema.  Passwords $2 and $3; feed it to mariadb through stdin so
+# they never show in `ps`.
+db_accounts_sql() {   # HOST WORKER_PW ADMIN_PW
+  cat <<SQL
+CREATE DATABASE IF NOT EXISTS quotacache CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+CREATE USER IF NOT EXISTS 'quotacache'@'$1' IDENTIFIED BY '$2';
+ALTER USER 'quotacache'@'$1' IDENTIFIED BY '$2';
+REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'quotacache'@'$1';
+GRANT SELECT, INSERT, UPDATE, DELETE, EXECUTE ON \`quotacache\`.* TO 'quotacache'@'$1';
+GRANT SELECT, INSERT, UPDATE, DELETE, EXECUTE ON \`quotacache\\_%\`.* TO 'quotacache'@'$1';
+CREATE USER IF NOT EXISTS 'quotacache_admin'@'$1' IDENTIFIED BY '$3';
+ALTER USER 'quotacache_admin'@'$1' IDENTIFIED BY '$3';
+GRANT ALL PRIVILEGES ON \`quotacache\`.* TO 'quotacache_admin'@'$1';
+GRANT ALL PRIVILEGES ON \`quotacache\\_%\`.* TO 'quotacache_admin'@'$1';
+SQL
+}
+
 # Prints "$log_tag: ARGS" to stderr.
 log() { echo "${log_tag:?}: $*" >&2; }
 

@@ -56,37 +56,12 @@ server_pid() { pidfile_pid "$pidfile" mariadbd; }
 
 ping_db() { mariadb-admin --defaults-file="$cnf" --connect-timeout=2 ping >/dev/null 2>&1; }
 
-ensure_password() {   # FILE
-  install -d -m 0700 "$secrets"
-  if [[ ! -s $1 ]]; then
-    (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$1")
-    log "generated $1"
-  fi
-  chmod 0600 "$1"
-}
-
-# Idempotent; SQL goes through stdin so the passwords never show in `ps`.
-# Least privilege (SPEC §11): the workers' user 'quotacache' may read and
-# write rows and run the procedures, nothing else (no DDL); migrations run as
-# 'quotacache_admin', which owns the schema (and is the procedures' definer).
+# Idempotent (scripts/lib.sh db_accounts_sql); SQL goes through stdin so
+# the passwords never show in `ps`.
 ensure_db() {
-  local pw apw
   ensure_password "$pwfile"
   ensure_password "$apwfile"
-  pw=$(<"$pwfile")
-  apw=$(<"$apwfile")
-  mariadb --defaults-file="$cnf" <<EOF
-CREATE DATABASE IF NOT EXISTS quotacache CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
-CREATE USER IF NOT EXISTS 'quotacache'@'localhost' IDENTIFIED BY '$pw';
-ALTER USER 'quotacache'@'localhost' IDENTIFIED BY '$pw';
-REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'quotacache'@'localhost';
-GRANT SELECT, INSERT, UPDATE, DELETE, EXECUTE ON \`quotacache\`.* TO 'quotacache'@'localhost';
-GRANT SELECT, INSERT, UPDATE, DELETE, EXECUTE ON \`quotacache\\_%\`.* TO 'quotacache'@'localhost';
-CREATE USER IF NOT EXISTS 'quotacache_admin'@'localhost' IDENTIFIED BY '$apw';
-ALTER USER 'quotacache_admin'@'localhost' IDENTIFIED BY '$apw';
-GRANT ALL PRIVILEGES ON \`quotacache\`.* TO 'quotacache_admin'@'localhost';
-GRANT ALL PRIVILEGES ON \`quotacache\\_%\`.* TO 'quotacache_admin'@'localhost';
-EOF
+  db_accounts_sql localhost "$(<"$pwfile")" "$(<"$apwfile")" | mariadb --defaults-file="$cnf"
 }
 
 # Waits up to 30 s for a ping; fails early if process $1 exits.

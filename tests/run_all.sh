@@ -29,17 +29,24 @@ run_suite() {   # name command...
 	pass=$((pass + p)); fail=$((fail + f))
 }
 
+[ "${QC_ONLY_CLUSTER:-0}" = 1 ] && export QC_SKIP_UNIT=1 QC_SKIP_INTEGRATION_SUITES=1 QC_SKIP_TSAN=1
 for t in "$BUILD"/tests/unit/test_*; do
+	[ "${QC_SKIP_UNIT:-0}" = 1 ] && break
 	[ -x "$t" ] && [ -f "$t" ] || continue
 	case "$t" in *.c|*.h|*.o|*.log|*.trs) continue ;; esac
 	run_suite "unit-$(basename "$t")" "$t"
 done
 
 if [ "${QC_SKIP_INTEGRATION:-0}" != 1 ]; then
-	run_suite integration bash "$SRC/tests/integration/run.sh"
+	[ "${QC_SKIP_INTEGRATION_SUITES:-0}" = 1 ] ||
+		run_suite integration bash "$SRC/tests/integration/run.sh"
 	# the concurrency tests again, against a ThreadSanitizer build of the worker
 	if [ "${QC_SKIP_TSAN:-0}" != 1 ]; then
 		run_suite tsan bash "$SRC/tests/integration/tsan_pass.sh" "$BUILD" "$SRC"
+	fi
+	# two web nodes on a 3-node Galera cluster (SPEC §12)
+	if [ "${QC_SKIP_CLUSTER:-0}" != 1 ]; then
+		run_suite cluster bash "$SRC/tests/cluster/run.sh"
 	fi
 fi
 

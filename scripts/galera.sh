@@ -1,0 +1,477 @@
+#!/usr/bin/env bash
+# galera.sh — a private 3-node MariaDB Galera cluster for quotacache on 127.0.0.1,
+# everything under VARDIR/galera (node1..node3, ports, lock). Runs as root
+# (user=root), no systemd. Each node listens on its own loopback SQL port and
+# unix socket; root connects through a node's socket (unix_socket auth).
+# `start` installs what is missing, bootstraps the cluster if no node of it runs
+# (else joins the stopped nodes to it), and ensures database `quotacache` and
+# users quotacache / quotacache_admin @ localhost and @ 127.0.0.1, passwords in
+# VARDIR/secrets/db_password and db_admin_password (0600, generated once) as
+# scripts/mariadb.sh does.
+# State transfer: wsrep_sst_method=mariabackup. The rsync SST's daemon drops to
+# `nobody` when run as root and the joiner aborts, unless its datadir is chown -R
+# nobody before every join; and the rsync donor holds FLUSH TABLES WITH READ LOCK
+# for the whole copy. mariabackup needs neither, but its donor script sleeps 10 s
+# before every full SST (first start ≈27 s here, ≈10 s with rsync). A node
+# restarted with its datadir joins by IST while the donors' gcache (64M) still
+# holds its gap (after a crash, with the position from --wsrep-recover).
+# Usage: scripts/galera.sh start|stop|status|endpoints VARDIR
+#        scripts/galera.sh kill|startnode|sock VARDIR N      (N = 1..3)
+#   status: one line per node, exit 0 if all three are Synced, 3 otherwise.
+#   kill: SIGKILL node N (fault tests); startnode: start node N joining the cluster.
+#   endpoints: 127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3 (SQL ports); sock: node N's socket.
+set -euo pipefail
+log_tag=galera
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() {
+  echo "usage: $0 start|stop|status|endpoints VARDIR" >&2
+  echo "       $0 kill|startnode|sock VARDIR N   (N = 1..3)" >&2
+  exit 2
+}
+(($# >= 2)) || usage
+cmd=$1
+case $cmd in
+  start | stop | status | endpoints) (($# == 2)) || usage ;;
+  kill | startnode | sock) (($# == 3)) || usage; [[ $3 =~ ^[1-3]$ ]] || usage ;;
+  *) usage ;;
+esac
+[[ $cmd == start ]] && mkdir -p "$2"
+vardir=$(cd "$2" 2>/dev/null && pwd -P) || vardir=$2
+g=$vardir/galera
+portsfile=$g/ports
+secrets=$vardir/secrets
+pwfile=$secrets/db_password
+apwfile=$secrets/db_admin_password
+provider=/usr/lib/galera/libgalera_smm.so
+# Unique per VARDIR: nodes of two clusters on this machine refuse to merge.
+cluster_name=quotacache-$(printf '%s' "$vardir" | cksum | cut -d' ' -f1)
+bound=90   # seconds a node may take to become Synced
+
+# Sets n ndir cnf sock pidfile errlog for node $1.
+node() {
+  n=$1
+  ndir=$g/node$n
+  cnf=$ndir/my.cnf
+  sock=$ndir/mysqld.sock
+  pidfile=$ndir/mariadbd.pid
+  errlog=$ndir/error.log
+}
+
+# Prints the pid of node $1's running mariadbd from its pid file; fails otherwise.
+node_pid() { pidfile_pid "$g/node$1/mariadbd.pid" mariadbd; }
+
+ensure_packages() {
+  local pkgs=(galera-4 mariadb-server mariadb-client mariadb-backup rsync) installed p missing=()
+  installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${pkgs[@]}" 2>/dev/null || true)
+  for p in "${pkgs[@]}"; do
+    grep -qxF "$p install ok installed" <<<"$installed" || missing+=("$p")
+  done
+  ((${#missing[@]} > 0)) || return 0
+  ((EUID == 0)) || die "missing packages (${missing[*]}); run as root"
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >&2; then
+    log "install failed; apt-get update and retry"
+    apt-get update -q >&2
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  fi
+}
+
+# Ports: one line per node, "N SQL GMCAST IST SST", chosen once and reused.
+declare -a sql gm ist sst
+load_ports() {
+  local k a b c d
+  [[ -s $portsfile ]] || return 1
+  while read -r k a b c d; do
+    [[ $k =~ ^[1-3]$ ]] || continue
+    sql[k]=$a gm[k]=$b ist[k]=$c sst[k]=$d
+  done <"$portsfile"
+  for k in 1 2 3; do
+    for a in "${sql[k]:-}" "${gm[k]:-}" "${ist[k]:-}" "${sst[k]:-}"; do
+      [[ $a =~ ^[1-9][0-9]{0,4}$ ]] || die "bad or incomplete $portsfile"
+    done
+  done
+}
+
+# Twelve distinct ports free on 127.0.0.1 now, below the kernel's ephemeral
+# range (32768+ here) so outgoing connections cannot take them later.
+choose_ports() {
+  local p
+  p=$(python3 -c '
+import random, socket
+held, ports = [], []
+while len(ports) < 12:
+    p = random.randrange(20000, 32000)
+    if p in ports:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        s.close()
+        continue
+    held.append(s)
+    ports.append(p)
+for i in range(3):
+    print(i + 1, *ports[4 * i:4 * i + 4])
+') || die "cannot choose ports"
+  printf '# node sql gmcast ist sst (written once by scripts/galera.sh)\n%s\n' "$p" >"$portsfile.new"
+  mv -f "$portsfile.new" "$portsfile"
+  log "chose ports: $(tr '\n' ' ' <<<"$p")"
+}
+
+render_cnf() {   # N
+  node "$1"
+  cat <<EOF
+# Generated by scripts/galera.sh — edits are overwritten on every start.
+[client]
+socket = $sock
+
+[mysqld]
+user = root
+datadir = $ndir/data
+socket = $sock
+pid-file = $pidfile
+log-error = $errlog
+tmpdir = $ndir/tmp
+port = ${sql[n]}
+bind-address = 127.0.0.1
+event_scheduler = ON
+# Kept at the default 1 (fsync per commit): see scripts/mariadb.sh.
+innodb_flush_log_at_trx_commit = 1
+innodb_buffer_pool_size = 128M
+max_connections = 300
+character-set-server = utf8mb4
+collation-server = utf8mb4_bin
+default_storage_engine = InnoDB
+binlog_format = ROW
+innodb_autoinc_lock_mode = 2
+wsrep_on = ON
+wsrep_provider = $provider
+wsrep_cluster_name = $cluster_name
+wsrep_node_name = node$n
+wsrep_node_address = 127.0.0.1
+wsrep_cluster_address = gcomm://127.0.0.1:${gm[1]},127.0.0.1:${gm[2]},127.0.0.1:${gm[3]}
+# A node killed with -9 stalls the others' commits until they evict it: that
+# took 5.5 s with the default evs.suspect_timeout (PT5S), 2-3 s with PT2S
+# (keepalive_period must then be below a third of it).
+# gcs.fc_limit: with the default (16 write sets queued) flow control paused the
+# cluster while an applier waited for a row lock held by a local transaction
+# that was itself waiting to replicate (one user's counters written through two
+# nodes): every commit hung until lock wait timeouts (3 s, then 503s), about
+# once in 20 bursts of 50; with 1000, none in 40 (tests/cluster).
+wsrep_provider_options = "gmcast.listen_addr=tcp://127.0.0.1:${gm[n]};ist.recv_addr=127.0.0.1:${ist[n]};gcache.size=64M;evs.keepalive_period=PT0.5S;evs.suspect_timeout=PT2S;gcs.fc_limit=1000;gcs.fc_factor=0.8"
+wsrep_sst_receive_address = 127.0.0.1:${sst[n]}
+wsrep_sst_method = mariabackup
+wsrep_slave_threads = 2
+
+[sst]
+# The SST scripts archive their logs in /tmp/sst_log_archive by default.
+sst-log-archive-dir = $ndir/sst-log-archive
+EOF
+}
+
+# Writes node $1's my.cnf (warns if a running node has an older one).
+write_cnf() {
+  node "$1"
+  mkdir -p "$ndir/data" "$ndir/tmp"
+  # Workers may run as another user: the socket's directory must be traversable.
+  chmod 755 "$g" "$ndir"
+  (umask 077; render_cnf "$1" >"$cnf.new")
+  if [[ -f $cnf ]] && ! cmp -s "$cnf" "$cnf.new" && node_pid "$1" >/dev/null; then
+    log "warning: node$1 runs with an older $cnf; stop it to apply"
+  fi
+  mv -f "$cnf.new" "$cnf"
+}
+
+# Fails if a mariadbd runs on node $1's config without being in its pid file.
+check_stray() {
+  local pid own
+  node "$1"
+  own=$(node_pid "$1" || true)
+  for pid in $(pgrep -x mariadbd || true); do
+    [[ $pid != "$own" ]] || continue
+    if [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == "mariadbd --defaults-file=$cnf "* ]]; then
+      die "pid $pid runs on $cnf without its pid file; stop it first"
+    fi
+  done
+}
+
+# Sets state and size of node $1 ("-" if it does not answer); fails if it does not.
+query_state() {
+  local out name value
+  state=- size=-
+  node "$1"
+  out=$(mariadb --defaults-file="$cnf" --connect-timeout=2 -N -B -e \
+    "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_local_state_comment', 'wsrep_cluster_size')" \
+    2>/dev/null) || return 1
+  while read -r name value; do
+    case $name in
+      wsrep_local_state_comment) state=$value ;;
+      wsrep_cluster_size) size=$value ;;
+    esac
+  done <<<"$out"
+}
+
+is_synced() { query_state "$1" && [[ $state == Synced ]]; }
+synced3() { is_synced "$1" && [[ $size == 3 ]]; }
+
+# Waits up to $bound s for node $1 (process $2) to be Synced; fails with its log's tail.
+wait_synced() {
+  local end=$((SECONDS + bound))
+  while ((SECONDS < end)); do
+    is_synced "$1" && return 0
+    alive "$2" || { log "node$1 (pid $2) exited during startup"; break; }
+    sleep 0.2
+  done
+  is_synced "$1" && return 0
+  node "$1"
+  log "node$1 not Synced within $bound s (state $state); last lines of $errlog:"
+  tail -n 30 "$errlog" >&2 || true
+  return 1
+}
+
+# Prints uuid:seqno of node $1's last committed transaction, read by
+# `mariadbd --wsrep-recover` from InnoDB (grastate.dat says -1 after a crash).
+recover_position() {
+  local pos
+  node "$1"
+  rm -f "$ndir/recover.log"
+  mariadbd --defaults-file="$cnf" --wsrep-recover --log-error="$ndir/recover.log" \
+    </dev/null >/dev/null 2>&1 9>&- || true
+  pos=$(sed -n 's/.*WSREP: Recovered position: *//p' "$ndir/recover.log" 2>/dev/null | tail -n 1)
+  [[ $pos =~ ^[0-9a-f-]{36}:-?[0-9]+$ ]] || return 1
+  echo "$pos"
+}
+
+# Prints the seqno in node $1's grastate.dat ("" if it has none), recovering it if -1.
+node_seqno() {
+  local f=$g/node$1/data/grastate.dat seq pos
+  [[ -f $f ]] || return 0
+  seq=$(sed -n 's/^seqno: *//p' "$f")
+  if [[ $seq == -1 ]] && pos=$(recover_position "$1"); then seq=${pos##*:}; fi
+  echo "${seq:--1}"
+}
+
+# Prints the node to bootstrap from: one marked safe_to_bootstrap (node 1 first),
+# else the one with the highest seqno (node 1 on a tie or with no state at all).
+# In the second case marks it safe_to_bootstrap: 1.
+pick_bootstrap() {
+  local k f seq best=1 bestseq=-2
+  for k in 1 2 3; do
+    f=$g/node$k/data/grastate.dat
+    if [[ -f $f ]] && grep -qx 'safe_to_bootstrap: *1' "$f"; then echo "$k"; return 0; fi
+  done
+  for k in 1 2 3; do
+    seq=$(node_seqno "$k")
+    [[ -n $seq ]] || continue
+    if ((seq > bestseq)); then best=$k bestseq=$seq; fi
+  done
+  f=$g/node$best/data/grastate.dat
+  if [[ -f $f ]]; then
+    log "no node is safe to bootstrap (unclean stop); node$best has the highest seqno ($bestseq): marking it"
+    sed -i 's/^safe_to_bootstrap: *0/safe_to_bootstrap: 1/' "$f"
+  fi
+  echo "$best"
+}
+
+cluster_size_is() { query_state "$1" && [[ $size == "$2" ]]; }
+
+# A process killed moments ago stays a member until the others evict it
+# (evs.suspect_timeout); a new process of that node cannot join before
+# (measured with PT5S: Synced after 19 s instead of 4). Waits up to 30 s for the
+# running nodes other than $1 to count only themselves.
+wait_evicted() {   # N
+  local k r=0 first=""
+  for k in 1 2 3; do
+    ((k != $1)) || continue
+    node_pid "$k" >/dev/null || continue
+    r=$((r + 1))
+    if [[ -z $first ]] && is_synced "$k"; then first=$k; fi
+  done
+  [[ -n $first ]] || return 0
+  ! cluster_size_is "$first" "$r" || return 0
+  log "waiting for node$first to drop node$1's previous process from the cluster (size $size, $r running)"
+  wait_until 300 cluster_size_is "$first" "$r" || log "warning: node$first still reports size $size"
+}
+
+# Starts node $1 (extra mariadbd arguments $2...) and waits until it is Synced.
+start_node() {
+  local pid p pos new=${2:-} extra=("${@:2}")
+  [[ $new == --wsrep-new-cluster ]] || wait_evicted "$1"
+  node "$1"
+  check_stray "$1"
+  for p in "${sql[n]}" "${gm[n]}"; do
+    ! port_open "$p" || die "node$n: 127.0.0.1:$p is already in use"
+  done
+  ((${#sock} <= 107)) || die "socket path longer than 107 bytes: $sock"
+  if [[ ! -d $ndir/data/mysql && ! -f $ndir/data/grastate.dat && $new == --wsrep-new-cluster ]]; then
+    log "initialising $ndir/data"
+    mariadb-install-db --defaults-file="$cnf" --auth-root-authentication-method=socket \
+      --skip-test-db >"$ndir/install-db.log" 2>&1 9>&- ||
+      { tail -n 30 "$ndir/install-db.log" >&2; die "mariadb-install-db failed for node$n"; }
+  fi
+  # After a crash grastate.dat has seqno -1: give the server its real position
+  # (as mysqld_safe does), or a joiner could not ask for IST.
+  if [[ -f $ndir/data/grastate.dat ]] && grep -qx 'seqno: *-1' "$ndir/data/grastate.dat" &&
+    pos=$(recover_position "$1"); then
+    log "node$n: recovered position $pos"
+    extra+=("--wsrep-start-position=$pos")
+  fi
+  rm -f "$pidfile" "$sock"
+  log "starting node$n${extra[*]:+ (${extra[*]})}"
+  # setsid: own session, so the caller's terminal or job control cannot stop it;
+  # the pid file is written here too so that stop/kill work during a state transfer.
+  setsid mariadbd --defaults-file="$cnf" "${extra[@]}" </dev/null >>"$ndir/mariadbd.out" 2>&1 9>&- &
+  pid=$!
+  echo "$pid" >"$pidfile"
+  wait_synced "$n" "$pid" || die "node$n did not start"
+  log "node$n Synced (pid $pid, port ${sql[n]}, socket $sock)"
+}
+
+# As ensure_db in scripts/mariadb.sh, for host 'localhost' (socket) and
+# '127.0.0.1' (the workers' TCP connections); DDL replicates to all nodes.
+ensure_db() {   # N: the node to run it on
+  local pw apw
+  ensure_password "$pwfile"
+  ensure_password "$apwfile"
+  pw=$(<"$pwfile")
+  apw=$(<"$apwfile")
+  node "$1"
+  { db_accounts_sql localhost "$pw" "$apw"; db_accounts_sql 127.0.0.1 "$pw" "$apw"; } |
+    mariadb --defaults-file="$cnf"
+}
+
+# Serialises start/stop/startnode/kill on one VARDIR (fd 9; servers get it closed).
+lock() {
+  [[ -d $g ]] || return 0
+  exec 9>>"$g/lock"
+  flock -w 300 9 || die "another scripts/galera.sh still holds $g/lock"
+}
+
+# Prints the running nodes' numbers, space-separated.
+running_nodes() {
+  local k out=""
+  for k in 1 2 3; do
+    if node_pid "$k" >/dev/null; then out+="$k "; fi
+  done
+  echo "${out% }"
+}
+
+start() {
+  local k up b pid
+  check_str "$vardir"
+  node 3
+  ((${#sock} <= 107)) || die "socket path longer than 107 bytes: $sock"
+  mkdir -p "$g"
+  lock
+  ensure_packages
+  command -v mariadbd >/dev/null || die "mariadbd not installed"
+  [[ -f $provider ]] || die "no Galera provider at $provider"
+  load_ports || choose_ports
+  load_ports
+  for k in 1 2 3; do write_cnf "$k"; done
+  up=$(running_nodes)
+  if [[ -z $up ]]; then
+    b=$(pick_bootstrap)
+    log "bootstrapping a new cluster from node$b"
+    start_node "$b" --wsrep-new-cluster
+  else
+    for k in $up; do
+      pid=$(node_pid "$k") || continue
+      wait_synced "$k" "$pid" || die "running node$k is not Synced"
+      log "node$k already running (pid $pid)"
+    done
+  fi
+  for k in 1 2 3; do
+    node_pid "$k" >/dev/null || start_node "$k"
+  done
+  for k in 1 2 3; do
+    wait_until $((bound * 10)) synced3 "$k" ||
+      die "node$k: state $state, cluster size $size (not 3) after $bound s"
+  done
+  up=$(running_nodes)
+  ensure_db "${up%% *}"
+  log "started: $(endpoints)"
+}
+
+# Node $1 joins the running cluster (IST when the donor's gcache still has its gap).
+startnode() {
+  local pid k others=""
+  [[ -d $g ]] || die "no $g: run start first"
+  load_ports || die "no $portsfile: run start first"
+  lock
+  write_cnf "$1"
+  if pid=$(node_pid "$1"); then
+    wait_synced "$1" "$pid" || die "node$1 runs (pid $pid) but is not Synced"
+    log "node$1 already running (pid $pid)"
+    return 0
+  fi
+  for k in 1 2 3; do
+    if ((k != $1)) && is_synced "$k"; then others+=" node$k"; fi
+  done
+  [[ -n $others ]] || die "no Synced node to join; use: $0 start $vardir"
+  start_node "$1"
+}
+
+stop_node() {   # N: SIGTERM by pid file, up to 60 s
+  local pid i=0
+  if pid=$(node_pid "$1"); then
+    kill -TERM "$pid"
+    while alive "$pid" && ((i++ < 600)); do sleep 0.1; done
+    ! alive "$pid" || die "node$1 (pid $pid) still running after 60 s"
+    log "node$1 stopped (pid $pid)"
+  else
+    log "node$1 not running"
+  fi
+}
+
+stop() {
+  lock
+  stop_node 3
+  stop_node 2
+  stop_node 1
+}
+
+gone() { ! alive "$1"; }
+
+killnode() {   # N: SIGKILL by pid file, for fault tests
+  local pid
+  lock
+  pid=$(node_pid "$1") || die "node$1 not running"
+  kill -KILL "$pid"
+  wait_until 100 gone "$pid" || die "node$1 (pid $pid) still there 10 s after SIGKILL"
+  log "node$1 killed (pid $pid)"
+}
+
+status() {
+  local k run ok=0
+  load_ports 2>/dev/null || true
+  for k in 1 2 3; do
+    run=stopped state=- size=-
+    if node_pid "$k" >/dev/null; then
+      run=running
+      query_state "$k" || true
+    fi
+    [[ $state == Synced ]] || ok=3
+    echo "node$k $run port ${sql[k]:--} state $state size $size"
+  done
+  return "$ok"
+}
+
+endpoints() {
+  load_ports || die "$portsfile missing: run start first"
+  echo "127.0.0.1:${sql[1]},127.0.0.1:${sql[2]},127.0.0.1:${sql[3]}"
+}
+
+case $cmd in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  endpoints) endpoints ;;
+  kill) killnode "$3" ;;
+  startnode) startnode "$3" ;;
+  sock) node "$3"; echo "$sock" ;;
+esac
