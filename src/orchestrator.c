@@ -357,6 +357,13 @@ enum orch_step orch_recheck(struct orch *o, struct db *db)
 	if ((live = flight_live(db, o->fkey, time(NULL))) < 0)
 		return done(o, db, QC_EDBDOWN, NULL);
 	if (!live) {
+		/* the leader's answer and the end of its flight commit together:
+		 * if the flight ended after the read above, the answer is there now */
+		rc = cache_get(db, o->user.id, o->in.tier, o->key, o->klen, o->now, &e);
+		if (rc == QC_OK)
+			return hit(o, db, &e);
+		if (rc != QC_ENOTFOUND)
+			return done(o, db, rc, NULL);
 		/* the leader finished without storing, failed or died: lead */
 		if ((got = flight_acquire(db, o->fkey, o->owner, time(NULL), o->hold_s)) < 0)
 			return done(o, db, QC_EDBDOWN, NULL);
