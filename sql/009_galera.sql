@@ -1,4 +1,4 @@
--- 009: Galera (SPEC §12).
+-- 009: Galera (SPEC §12), and one index fewer.
 --
 -- A waiter must not lock the flight row it only reads.  Before, every reserve
 -- of an identical miss ran INSERT ... ON DUPLICATE KEY UPDATE on the flight
@@ -30,3 +30,7 @@ BEGIN
     SET o_lead = ROW_COUNT() > 0;
   END IF;
 END;
+
+-- The unique key (cache_key, cache_type, user_id) serves every lookup by
+-- (cache_key, cache_type) too; this second index only cost a write per store.
+DROP INDEX IF EXISTS idx_ai_cache_key_type ON ai_cache;

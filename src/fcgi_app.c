@@ -94,6 +94,8 @@ static void flush(struct app *app, int all)
 					      &metrics_accum };
 	static unsigned long seen_reconnects, seen_waits, seen_fail[4], seen_drop[4];
 	static unsigned long seen_conflicts, seen_retried[DB_RETRY_SLOTS], seen_giveups;
+	static long long last_g[4] = { -1, -1, -1, -1 };
+	static time_t last_g_at;
 	unsigned long conflicts, retried[DB_RETRY_SLOTS], giveups;
 	time_t now = time(NULL);
 	struct metrics_gauge g[4];
@@ -148,10 +150,20 @@ static void flush(struct app *app, int all)
 	g[1] = (struct metrics_gauge){ "qc_inflight_waiters", waiters };
 	g[2] = (struct metrics_gauge){ "qc_busy_request_threads", atomic_load(&busy) };
 	g[3] = (struct metrics_gauge){ "qc_workers", all ? 0 : 1 };
-	gethostname(host, sizeof host - 1);
-	snprintf(worker, sizeof worker, "%s:%d", host, (int)getpid());
-	if (metrics_gauges_write(db, worker, g, 4, now) != QC_OK)
-		log_debug("main", "writing gauges failed");
+	/* the gauges only when they changed, or every 2 s to stay live (the
+	 * exposition sums the workers heard from in the last 10 s) */
+	if (all || now - last_g_at >= 2 || g[0].value != last_g[0] || g[1].value != last_g[1] ||
+	    g[2].value != last_g[2] || g[3].value != last_g[3]) {
+		gethostname(host, sizeof host - 1);
+		snprintf(worker, sizeof worker, "%s:%d", host, (int)getpid());
+		if (metrics_gauges_write(db, worker, g, 4, now) != QC_OK) {
+			log_debug("main", "writing gauges failed");
+		} else {
+			for (int i = 0; i < 4; i++)
+				last_g[i] = g[i].value;
+			last_g_at = now;
+		}
+	}
 	dbpool_put(app->pool, db);
 }
 
