@@ -512,7 +512,7 @@ static void note_stat(long long user, enum cache_tier tier, const char *plan, ti
 	s.hits = hits;
 	s.misses = misses;
 	s.saved = saved;
-	accum_add(&cache_stats_accum, &s, now);
+	accum_add(&cache_stats_accum, &s, time(NULL));   /* the flush timer runs on the wall clock */
 }
 
 void cache_note_hit(long long entry_id, long long user, enum cache_tier tier,
@@ -520,7 +520,7 @@ void cache_note_hit(long long entry_id, long long user, enum cache_tier tier,
 {
 	struct pending_hit h = { .id = entry_id, .n = 1, .last = now };
 
-	accum_add(&cache_hits_accum, &h, now);
+	accum_add(&cache_hits_accum, &h, time(NULL));
 	note_stat(user, tier, plan, now, 1, 0, saving_micro);
 }
 
@@ -584,7 +584,12 @@ static enum qc_err write_hits(struct db *db, void *recs, unsigned n)
 			   " UNION ALL ", n,
 			   ") v ON c.id = v.id SET c.access_count = c.access_count + v.n,"
 			   " c.last_accessed_at = GREATEST(COALESCE(c.last_accessed_at,"
-			   " FROM_UNIXTIME(v.t)), FROM_UNIXTIME(v.t))", p, n * 3);
+			   " FROM_UNIXTIME(v.t)), FROM_UNIXTIME(v.t)),"
+			   /* adaptive TTL (sql/010): the plan's TTL from the latest hit,
+			    * within the entry's bound; an expiry is never shortened */
+			   " c.expires_at = IF(c.adapt_ttl IS NULL OR c.expires_at IS NULL, c.expires_at,"
+			   " GREATEST(c.expires_at, LEAST(c.adapt_until,"
+			   " FROM_UNIXTIME(v.t) + INTERVAL c.adapt_ttl SECOND)))", p, n * 3);
 	free(p);
 	return rc;
 }
@@ -632,6 +637,18 @@ static const char SQL_ST_ENTRIES[] =
 	"SELECT cache_type, COUNT(*), COALESCE(SUM(size_bytes), 0) FROM ai_cache"
 	" WHERE (? = 1 OR user_id = ?) AND (expires_at IS NULL OR expires_at > FROM_UNIXTIME(?))"
 	" GROUP BY cache_type ORDER BY cache_type";
+/* live entries by effective TTL (expiry - creation): bucket index as in
+ * cache_ttl_bucket_names, entries, of which adaptive */
+static const char SQL_ST_TTL[] =
+	"SELECT CASE WHEN expires_at IS NULL THEN 6"
+	" WHEN TIMESTAMPDIFF(SECOND, created_at, expires_at) <= 900 THEN 0"
+	" WHEN TIMESTAMPDIFF(SECOND, created_at, expires_at) <= 3600 THEN 1"
+	" WHEN TIMESTAMPDIFF(SECOND, created_at, expires_at) <= 21600 THEN 2"
+	" WHEN TIMESTAMPDIFF(SECOND, created_at, expires_at) <= 86400 THEN 3"
+	" WHEN TIMESTAMPDIFF(SECOND, created_at, expires_at) <= 604800 THEN 4 ELSE 5 END AS b,"
+	" COUNT(*), SUM(adapt_ttl IS NOT NULL) FROM ai_cache"
+	" WHERE (? = 1 OR user_id = ?) AND (expires_at IS NULL OR expires_at > FROM_UNIXTIME(?))"
+	" GROUP BY b ORDER BY b";
 static const char SQL_ST_PLANS[] =
 	"SELECT s.plan, s.hits, s.misses, s.saved, COALESCE(e.n, 0), COALESCE(e.bytes, 0) FROM"
 	" (SELECT plan, SUM(hits) AS hits, SUM(misses) AS misses, SUM(saved_micro) AS saved"
@@ -652,6 +669,17 @@ enum qc_err cache_stats_hits(struct db *db, long long user, int global, struct d
 {
 	struct db_val p[2] = { DB_INT(global), DB_INT(user) };
 	return db_query(db, SQL_ST_HITS, p, 2, out);
+}
+
+const char *const cache_ttl_bucket_names[CACHE_TTL_BUCKETS] = {
+	"15m", "1h", "6h", "24h", "7d", "longer", "never"
+};
+
+enum qc_err cache_stats_ttl(struct db *db, long long user, int global, time_t now,
+			    struct db_rows **out)
+{
+	struct db_val p[3] = { DB_INT(global), DB_INT(user), DB_INT(now) };
+	return db_query(db, SQL_ST_TTL, p, 3, out);
 }
 
 enum qc_err cache_stats_entries(struct db *db, long long user, int global, time_t now,

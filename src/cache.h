@@ -125,6 +125,14 @@ enum qc_err cache_stats_hits(struct db *db, long long user, int global, struct d
 /* Rows per tier: tier, entries, bytes (not expired at now). */
 enum qc_err cache_stats_entries(struct db *db, long long user, int global, time_t now,
 				struct db_rows **out);
+/* Live entries by effective TTL (expiry minus creation, adaptive TTL
+ * included): rows of bucket index, entries, adaptive entries.  Bucket i
+ * holds TTLs up to cache_ttl_bucket_names[i] ("longer": over 7 days,
+ * "never": no expiry). */
+#define CACHE_TTL_BUCKETS 7
+extern const char *const cache_ttl_bucket_names[CACHE_TTL_BUCKETS];
+enum qc_err cache_stats_ttl(struct db *db, long long user, int global, time_t now,
+			    struct db_rows **out);
 /* Rows per plan: plan, hits, misses, saved_micro, live entries and bytes of
  * the plan's current users. */
 enum qc_err cache_stats_plans(struct db *db, struct db_rows **out);

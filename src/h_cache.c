@@ -257,7 +257,7 @@ void h_cache_stats(struct app *app, struct http_req *req)
 	long long hits[CACHE_NTIERS] = { 0 }, misses[CACHE_NTIERS] = { 0 }, saved[CACHE_NTIERS] = { 0 };
 	long long entries[CACHE_NTIERS] = { 0 }, bytes[CACHE_NTIERS] = { 0 };
 	long long th = 0, tm = 0, ts = 0, te = 0, tb = 0;
-	struct db_rows *h = NULL, *e = NULL, *pl = NULL, *top = NULL;
+	struct db_rows *h = NULL, *e = NULL, *pl = NULL, *top = NULL, *ttl = NULL;
 	int global = req->user.is_admin;
 	json_object *o, *tiers;
 	enum qc_err rc;
@@ -265,6 +265,7 @@ void h_cache_stats(struct app *app, struct http_req *req)
 	cache_flush(app->db);   /* this worker's own recent hits count at once */
 	if ((rc = cache_stats_hits(app->db, req->user.id, global, &h)) != QC_OK ||
 	    (rc = cache_stats_entries(app->db, req->user.id, global, req->now, &e)) != QC_OK ||
+	    (rc = cache_stats_ttl(app->db, req->user.id, global, req->now, &ttl)) != QC_OK ||
 	    (global && (rc = cache_stats_plans(app->db, &pl)) != QC_OK) ||
 	    (global && (rc = cache_stats_top(app->db, 10, req->now, &top)) != QC_OK)) {
 		api_error(req, rc, NULL);
@@ -295,6 +296,25 @@ void h_cache_stats(struct app *app, struct http_req *req)
 	}
 	json_object_object_add(o, "tiers", tiers);
 	json_object_object_add(o, "total", tier_stats(th, tm, te, tb, ts));
+	{   /* live entries by effective TTL (SPEC §13: adaptive TTL) */
+		json_object *arr = json_object_new_array();
+		long long n[CACHE_TTL_BUCKETS] = { 0 }, a[CACHE_TTL_BUCKETS] = { 0 };
+		for (unsigned i = 0; i < ttl->nrows; i++) {
+			long long b = db_cell_ll(ttl, i, 0);
+			if (b >= 0 && b < CACHE_TTL_BUCKETS) {
+				n[b] = db_cell_ll(ttl, i, 1);
+				a[b] = db_cell_ll(ttl, i, 2);
+			}
+		}
+		for (int b = 0; b < CACHE_TTL_BUCKETS; b++) {
+			json_object *x = json_object_new_object();
+			json_object_object_add(x, "ttl_up_to", json_object_new_string(cache_ttl_bucket_names[b]));
+			json_object_object_add(x, "entries", json_object_new_int64(n[b]));
+			json_object_object_add(x, "adaptive", json_object_new_int64(a[b]));
+			json_object_array_add(arr, x);
+		}
+		json_object_object_add(o, "effective_ttl", arr);
+	}
 	if (global) {
 		json_object *plans = json_object_new_object(), *arr = json_object_new_array();
 		for (unsigned i = 0; i < pl->nrows; i++)
@@ -321,6 +341,7 @@ out:
 	db_rows_free(e);
 	db_rows_free(pl);
 	db_rows_free(top);
+	db_rows_free(ttl);
 }
 
 void h_cache_timeseries(struct app *app, struct http_req *req)

@@ -35,7 +35,7 @@ struct accum usage_accum = {
 
 void usage_note(const struct usage_event *ev)
 {
-	accum_add(&usage_accum, ev, ev->created_at);
+	accum_add(&usage_accum, ev, time(NULL));   /* the flush timer runs on the wall clock, whatever the event's time */
 }
 
 int usage_flush_in(time_t now)
