@@ -119,10 +119,19 @@ static int cmd_quota(struct db *db, int argc, char **argv)
 			return 2;
 		if ((rc = quota_nearest(db, now, n, &r)) != QC_OK)
 			return ctl_fail(rc, db, "quota nearest");
-		printf("id\temail\tplan\ttoday\tdaily_limit\tpercent\n");
-		for (unsigned i = 0; i < r->nrows; i++)
-			printf("%s\t%s\t%s\t%s\t%s\t%s\n", db_cell(r, i, 0), db_cell(r, i, 1),
-			       db_cell(r, i, 2), db_cell(r, i, 3), db_cell(r, i, 4), db_cell(r, i, 5));
+		printf("id\temail\tplan\ttoday\tdaily_limit\tpercent\toverride_expires\n");
+		for (unsigned i = 0; i < r->nrows; i++) {
+			/* an override in force: when it ends ("never" without an end) */
+			char exp[32] = "-";
+			if (db_cell_ll(r, i, 6) == 1) {
+				if (db_cell_null(r, i, 7))
+					snprintf(exp, sizeof exp, "never");
+				else
+					qc_iso8601(db_cell_ll(r, i, 7), exp);
+			}
+			printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", db_cell(r, i, 0), db_cell(r, i, 1),
+			       db_cell(r, i, 2), db_cell(r, i, 3), db_cell(r, i, 4), db_cell(r, i, 5), exp);
+		}
 		db_rows_free(r);
 		return 0;
 	}
@@ -224,7 +233,7 @@ void ctl_usage_more(void)
 		"  quota set-override (--id N|--email E) [--day N|unlimited] [--month ..] [--hour ..]\n"
 		"        [--expires YYYY-MM-DDTHH:MM:SSZ] [--reason TEXT]\n"
 		"  quota clear-override (--id N|--email E)\n"
-		"  quota nearest [--limit N]                 users nearest their daily limit\n"
+		"  quota nearest [--limit N]                 users nearest their daily limit, override expiry\n"
 		"  quota expire                              settle stale reservations now\n"
 		"  quota prune [--days N]                    drop windows that ended > N days ago\n"
 		"  cache warm DIR                            load DIR's files into the system tier\n"

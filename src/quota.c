@@ -257,9 +257,10 @@ static const char SQL_PRUNE[] =
 	" OR (window_kind = 'month' AND window_start + 31 * 86400 <= ?))";
 static const char SQL_EXPIRE_ALL[] = "CALL qc_expire_all(?)";
 static const char SQL_NEAREST[] =
-	"SELECT id, email, plan, admitted, lim, FLOOR(100 * admitted / lim) FROM ("
+	"SELECT id, email, plan, admitted, lim, FLOOR(100 * admitted / lim), has_o, o_exp FROM ("
 	" SELECT u.id, u.email, u.plan, c.used + c.reserved AS admitted,"
-	"  IF(o.tokens_per_day IS NULL, p.tokens_per_day, NULLIF(o.tokens_per_day, -1)) AS lim"
+	"  IF(o.tokens_per_day IS NULL, p.tokens_per_day, NULLIF(o.tokens_per_day, -1)) AS lim,"
+	"  o.user_id IS NOT NULL AS has_o, o.expires_at AS o_exp"
 	" FROM quota_counters c JOIN users u ON u.id = c.user_id JOIN plans p ON p.name = u.plan"
 	" LEFT JOIN quota_overrides o ON o.user_id = u.id AND (o.expires_at IS NULL OR o.expires_at > ?)"
 	" WHERE c.window_kind = 'day' AND c.window_start = ?) x"

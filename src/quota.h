@@ -140,7 +140,8 @@ enum qc_err quota_plans(struct db *db, struct db_rows **out);
 enum qc_err quota_prune(struct db *db, time_t before, unsigned long long *deleted);
 /* Expire stale reservations of every user. */
 enum qc_err quota_expire_all(struct db *db, time_t now);
-/* Users nearest their daily limit: id, email, plan, used+reserved, limit, percent. */
+/* Users nearest their daily limit: id, email, plan, used+reserved, limit,
+ * percent, 1 if an override is in force, its expiry (epoch; NULL: none or never). */
 enum qc_err quota_nearest(struct db *db, time_t now, long long n, struct db_rows **out);
 
 #endif

@@ -33,6 +33,8 @@ _, out, _ = ctl("quota", "status", "--id", str(uid))
 check("limit 2000, remaining 0 (100%, exceeded)" in out and "it's a test" in out, "quota status via the CLI", out)
 _, out, _ = ctl("quota", "nearest", "--limit", "5")
 check(out.splitlines()[1].split("\t")[0] == str(uid), "quota nearest puts the exhausted user first", out)
+check(out.splitlines()[0].endswith("\toverride_expires") and out.splitlines()[1].split("\t")[6] == "2099-01-01T00:00:00Z",
+      "quota nearest shows when the user's override expires (SPEC §13: loyal-customer overrides)", out)
 rc, out, err = ctl("quota", "clear-override", "--id", str(uid))
 check(rc == 0 and get("/api/v1/quota/status", key=key).json["daily"]["limit"] == 10000, "clear-override")
 rc, out, err = ctl("quota", "set-override", "--id", str(uid), check_rc=False)
