@@ -32,7 +32,6 @@ CV=$OUT/cluster
 DURATION=${1:-10}
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "usage: bash bench/cluster.sh [DURATION_SECONDS]" >&2; exit 2; }
 ((EUID == 0)) || die "run as root"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 cleanup() {

@@ -59,7 +59,6 @@ done
 ((${#SELECTED[@]})) || { echo "bench: no configuration named ${ONLY//,/ or }" >&2; exit 2; }
 ((EUID == 0)) || { echo "bench: run as root" >&2; exit 1; }
 say() { echo "bench: $*" >&2; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 REPLAY_PID=""

@@ -30,7 +30,6 @@ DURATION=${1:-10}
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "usage: bash bench/streams.sh [DURATION_SECONDS]" >&2; exit 2; }
 ((EUID == 0)) || { echo "bench: run as root" >&2; exit 1; }
 say() { echo "bench: $*" >&2; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 cleanup() {

@@ -92,6 +92,9 @@ stop_server() {
   fi
 }
 
+# Prints a free TCP port on 127.0.0.1 (the kernel's choice).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
 # True if something accepts connections on 127.0.0.1:$1.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

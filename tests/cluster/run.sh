@@ -33,7 +33,6 @@ echo "# cluster of three Synced in $(($(date +%s) - t0)) s"
 EPS=$(bash "$SRC/scripts/galera.sh" endpoints "$VAR")
 IFS=, read -r E1 E2 E3 <<<"$EPS"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 MOCK_PORT=$(free_port)
 export QC_MOCK_URL=http://127.0.0.1:$MOCK_PORT
 bash "$SRC/scripts/mock.sh" start "$VAR" "$MOCK_PORT" || { echo "Bail out! mock upstream did not start"; exit 1; }

@@ -27,7 +27,6 @@ trap 'stop_all' EXIT
 bash "$SRC/scripts/mariadb.sh" start "$VAR" || { echo "Bail out! mariadb did not start"; exit 1; }
 
 # the mock upstream, with a key the gateway must send and never reveal
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 MOCK_PORT=$(free_port)
 UPKEY="sk-test-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 (umask 077; printf '%s\n' "$UPKEY" >"$VAR/secrets/upstream_key")
