@@ -384,7 +384,12 @@ fail:
 
 /* plans read cache: a minute; a plan it does not know yet (just created)
  * makes it read the table again at once */
-struct plan_info { char name[33]; int session, content, any_model; char models[512]; };
+struct plan_info {
+	char name[33];
+	int session, content, any_model, cost_aware;
+	long long session_ttl, content_ttl;
+	char models[512];
+};
 static struct plan_info plan_infos[32];
 static unsigned nplan_infos;
 static time_t plan_infos_at;
@@ -394,7 +399,8 @@ static pthread_mutex_t plan_mu = PTHREAD_MUTEX_INITIALIZER;   /* guards the thre
 static int plan_lookup(struct db *db, const char *plan, time_t now, struct plan_info *out)
 {
 	static const char sql[] = "SELECT name, session_ttl_seconds IS NOT NULL,"
-				  " content_ttl_seconds IS NOT NULL, models FROM plans";
+				  " content_ttl_seconds IS NOT NULL, models, COALESCE(session_ttl_seconds, 0),"
+				  " COALESCE(content_ttl_seconds, 0), cache_policy = 'cost_aware' FROM plans";
 	int found = 0;
 
 	pthread_mutex_lock(&plan_mu);
@@ -413,6 +419,9 @@ static int plan_lookup(struct db *db, const char *plan, time_t now, struct plan_
 				p->content = (int)db_cell_ll(r, i, 2);
 				p->any_model = db_cell_null(r, i, 3);
 				snprintf(p->models, sizeof p->models, "%s", p->any_model ? "" : db_cell(r, i, 3));
+				p->session_ttl = db_cell_ll(r, i, 4);
+				p->content_ttl = db_cell_ll(r, i, 5);
+				p->cost_aware = (int)db_cell_ll(r, i, 6);
 			}
 			plan_infos_at = now;
 			db_rows_free(r);
@@ -435,6 +444,98 @@ int cache_plan_caches(struct db *db, const char *plan, enum cache_tier tier, tim
 	if (rc <= 0)
 		return rc;
 	return tier == CACHE_CONTENT ? p.content : p.session;
+}
+
+int cache_plan_policy(struct db *db, const char *plan, enum cache_tier tier, time_t now,
+		      long long *ttl_s, int *cost_aware)
+{
+	struct plan_info p;
+	int rc = plan_lookup(db, plan, now, &p);
+
+	if (rc <= 0)
+		return rc;
+	*ttl_s = tier == CACHE_CONTENT ? p.content_ttl : tier == CACHE_SYSTEM ? 0 : p.session_ttl;
+	*cost_aware = p.cost_aware;
+	return 1;
+}
+
+/* --- cost-aware caching ------------------------------------------------- */
+
+enum cache_worth cache_store_worth(long long saving_micro, long long hits, long long stores,
+				   long long bytes, long long ttl_s, long long price_micro,
+				   unsigned long key_hash)
+{
+	double expected, cost;
+
+	if (stores < CACHE_VALUE_MIN_STORES)
+		return CACHE_WORTH_LEARN;
+	expected = (double)(saving_micro > 0 ? saving_micro : 0) * (double)(hits > 0 ? hits : 0) /
+		   (double)stores;
+	cost = (double)(bytes > 0 ? bytes : 0) / 1073741824.0 * (double)(ttl_s > 0 ? ttl_s : 0) /
+	       3600.0 * (double)(price_micro > 0 ? price_micro : 0);
+	if (expected > cost)
+		return CACHE_WORTH_STORE;
+	return key_hash % CACHE_VALUE_EXPLORE == 0 ? CACHE_WORTH_EXPLORE : CACHE_WORTH_SKIP;
+}
+
+const char *cache_worth_name(enum cache_worth w)
+{
+	static const char *const names[] = { "skipped", "stored", "learning", "exploring" };
+	return names[w];
+}
+
+/* hits and stores per task and tier over the window: a per-worker copy of
+ * one grouped read of the ledger, at most a minute old */
+#define MAX_TASK_VALUES 256
+struct task_value { char task[65]; int tier; long long hits, stores; };
+static struct task_value task_values[MAX_TASK_VALUES];
+static unsigned ntask_values;
+static time_t task_values_at;
+static long long task_values_window;
+static pthread_mutex_t task_value_mu = PTHREAD_MUTEX_INITIALIZER;   /* guards the four above */
+
+int cache_task_value(struct db *db, const char *task, enum cache_tier tier, time_t now,
+		     long long window_s, long long *hits, long long *stores)
+{
+	static const char sql[] =
+		"SELECT task, cache_type, SUM(cached), SUM(stored) FROM usage_events"
+		" WHERE created_at >= ? AND created_at <= ? AND cache_type IS NOT NULL"
+		" GROUP BY task, cache_type ORDER BY SUM(stored) DESC LIMIT 256";
+
+	*hits = *stores = 0;
+	pthread_mutex_lock(&task_value_mu);
+	if (!task_values_at || now - task_values_at >= 60 || now < task_values_at ||
+	    window_s != task_values_window) {
+		struct db_val p[2] = { DB_INT(now - window_s), DB_INT(now) };
+		struct db_rows *r = NULL;
+		if (db_query(db, sql, p, 2, &r) != QC_OK) {
+			pthread_mutex_unlock(&task_value_mu);
+			return -1;
+		}
+		ntask_values = 0;
+		for (unsigned i = 0; i < r->nrows && i < MAX_TASK_VALUES; i++) {
+			struct task_value *v = &task_values[ntask_values];
+			enum cache_tier t;
+			if (cache_tier_parse(db_cell(r, i, 1), &t) != 0)
+				continue;
+			snprintf(v->task, sizeof v->task, "%s", db_cell(r, i, 0));
+			v->tier = (int)t;
+			v->hits = db_cell_ll(r, i, 2);
+			v->stores = db_cell_ll(r, i, 3);
+			ntask_values++;
+		}
+		task_values_at = now;
+		task_values_window = window_s;
+		db_rows_free(r);
+	}
+	for (unsigned i = 0; i < ntask_values; i++)
+		if (task_values[i].tier == (int)tier && strcmp(task_values[i].task, task) == 0) {
+			*hits = task_values[i].hits;
+			*stores = task_values[i].stores;
+			break;
+		}
+	pthread_mutex_unlock(&task_value_mu);
+	return 0;
 }
 
 int plan_allows_model(struct db *db, const char *plan, const char *model, time_t now)
@@ -664,6 +765,30 @@ static const char SQL_ST_TOP[] =
 static const char SQL_ST_SERIES[] =
 	"SELECT bucket, SUM(hits), SUM(misses), SUM(saved_micro) FROM cache_stats"
 	" WHERE (? = 1 OR user_id = ?) AND bucket >= ? GROUP BY bucket ORDER BY bucket";
+
+/* what cost-aware caching learns, for the stats: per task and tier, hits
+ * and stores in the window; and the entries evicted under the cap so far */
+static const char SQL_ST_VALUE[] =
+	"SELECT task, cache_type, SUM(cached), SUM(stored) FROM usage_events"
+	" WHERE (? = 1 OR user_id = ?) AND created_at >= ? AND created_at <= ?"
+	" AND cache_type IS NOT NULL GROUP BY task, cache_type ORDER BY task, cache_type LIMIT 100";
+static const char SQL_ST_EVICTED[] =
+	"SELECT COALESCE(SUM(evicted), 0) FROM cache_usage WHERE (? = 1 OR user_id = ?)";
+
+enum qc_err cache_stats_value(struct db *db, long long user, int global, time_t now,
+			      long long window_s, struct db_rows **out, long long *evicted)
+{
+	struct db_val p[4] = { DB_INT(global), DB_INT(user), DB_INT(now - window_s), DB_INT(now) };
+	struct db_rows *r = NULL;
+	enum qc_err rc;
+
+	*evicted = 0;
+	if ((rc = db_query(db, SQL_ST_EVICTED, p, 2, &r)) != QC_OK)
+		return rc;
+	*evicted = r->nrows ? db_cell_ll(r, 0, 0) : 0;
+	db_rows_free(r);
+	return db_query(db, SQL_ST_VALUE, p, 4, out);
+}
 
 enum qc_err cache_stats_hits(struct db *db, long long user, int global, struct db_rows **out)
 {

@@ -107,6 +107,35 @@ int cache_plan_caches(struct db *db, const char *plan, enum cache_tier tier, tim
  * same short-lived plans cache. */
 int plan_allows_model(struct db *db, const char *plan, const char *model, time_t now);
 
+/* --- cost-aware caching (SPEC §13; plans.cache_policy = 'cost_aware') --- */
+
+/* An answer is worth storing when what it saves on the hits an entry of its
+ * task and tier can expect (hits / stores over the learning window) exceeds
+ * what it costs to keep: bytes x TTL x price.  Until a task and tier have
+ * CACHE_VALUE_MIN_STORES stores in the window it is stored (learning); after
+ * that one skipped answer in CACHE_VALUE_EXPLORE (by key hash) is stored
+ * anyway, so a task whose hits pick up is noticed. */
+#define CACHE_VALUE_MIN_STORES 20
+#define CACHE_VALUE_EXPLORE 20
+enum cache_worth { CACHE_WORTH_SKIP = 0, CACHE_WORTH_STORE, CACHE_WORTH_LEARN, CACHE_WORTH_EXPLORE };
+/* saving_micro: what this answer cost (a hit saves it); price_micro: the
+ * storage price in micro-dollars per GiB-hour; key_hash: any hash of the
+ * cache key.  Pure. */
+enum cache_worth cache_store_worth(long long saving_micro, long long hits, long long stores,
+				   long long bytes, long long ttl_s, long long price_micro,
+				   unsigned long key_hash);
+const char *cache_worth_name(enum cache_worth w);
+/* The plan's cache settings for tier from the worker's plans copy: its TTL
+ * (0: the plan does not cache the tier) and whether it is cost-aware.
+ * 1, 0 if no such plan, -1 on a database error. */
+int cache_plan_policy(struct db *db, const char *plan, enum cache_tier tier, time_t now,
+		      long long *ttl_s, int *cost_aware);
+/* Hits and stores of task in tier over the window_s seconds before now,
+ * from the ledger (usage_events), through a per-worker copy refreshed every
+ * minute.  0, or -1 on a database error. */
+int cache_task_value(struct db *db, const char *task, enum cache_tier tier, time_t now,
+		     long long window_s, long long *hits, long long *stores);
+
 /* Record a hit (entry id, saving in micro-dollars) or a miss in the worker's
  * accumulator.  plan is copied.  Never touches the database. */
 void cache_note_hit(long long entry_id, long long user, enum cache_tier tier,
@@ -136,6 +165,10 @@ enum qc_err cache_stats_ttl(struct db *db, long long user, int global, time_t no
 /* Rows per plan: plan, hits, misses, saved_micro, live entries and bytes of
  * the plan's current users. */
 enum qc_err cache_stats_plans(struct db *db, struct db_rows **out);
+/* Rows: task, tier, hits, stores over the window_s seconds before now (what
+ * cost-aware caching learns from); *evicted: entries evicted under the cap. */
+enum qc_err cache_stats_value(struct db *db, long long user, int global, time_t now,
+			      long long window_s, struct db_rows **out, long long *evicted);
 /* Rows: cache_key, tier, user_id, access_count (top n by hits). */
 enum qc_err cache_stats_top(struct db *db, long long n, time_t now, struct db_rows **out);
 /* Rows: bucket, hits, misses, saved_micro for buckets >= since. */

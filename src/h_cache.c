@@ -257,7 +257,8 @@ void h_cache_stats(struct app *app, struct http_req *req)
 	long long hits[CACHE_NTIERS] = { 0 }, misses[CACHE_NTIERS] = { 0 }, saved[CACHE_NTIERS] = { 0 };
 	long long entries[CACHE_NTIERS] = { 0 }, bytes[CACHE_NTIERS] = { 0 };
 	long long th = 0, tm = 0, ts = 0, te = 0, tb = 0;
-	struct db_rows *h = NULL, *e = NULL, *pl = NULL, *top = NULL, *ttl = NULL;
+	struct db_rows *h = NULL, *e = NULL, *pl = NULL, *top = NULL, *ttl = NULL, *val = NULL;
+	long long evicted = 0;
 	int global = req->user.is_admin;
 	json_object *o, *tiers;
 	enum qc_err rc;
@@ -266,6 +267,8 @@ void h_cache_stats(struct app *app, struct http_req *req)
 	if ((rc = cache_stats_hits(app->db, req->user.id, global, &h)) != QC_OK ||
 	    (rc = cache_stats_entries(app->db, req->user.id, global, req->now, &e)) != QC_OK ||
 	    (rc = cache_stats_ttl(app->db, req->user.id, global, req->now, &ttl)) != QC_OK ||
+	    (rc = cache_stats_value(app->db, req->user.id, global, req->now,
+				    app->cfg.cache_value_window_s, &val, &evicted)) != QC_OK ||
 	    (global && (rc = cache_stats_plans(app->db, &pl)) != QC_OK) ||
 	    (global && (rc = cache_stats_top(app->db, 10, req->now, &top)) != QC_OK)) {
 		api_error(req, rc, NULL);
@@ -315,6 +318,22 @@ void h_cache_stats(struct app *app, struct http_req *req)
 		}
 		json_object_object_add(o, "effective_ttl", arr);
 	}
+	{   /* what cost-aware caching learns (SPEC §13) */
+		json_object *arr = json_object_new_array();
+		for (unsigned i = 0; i < val->nrows; i++) {
+			json_object *x = json_object_new_object();
+			long long hh = db_cell_ll(val, i, 2), st = db_cell_ll(val, i, 3);
+			json_object_object_add(x, "task", json_object_new_string(db_cell(val, i, 0)));
+			json_object_object_add(x, "tier", json_object_new_string(db_cell(val, i, 1)));
+			json_object_object_add(x, "hits", json_object_new_int64(hh));
+			json_object_object_add(x, "stores", json_object_new_int64(st));
+			json_object_object_add(x, "hits_per_store",
+					       st ? json_object_new_double((double)hh / (double)st) : NULL);
+			json_object_array_add(arr, x);
+		}
+		json_object_object_add(o, "task_value", arr);
+		json_object_object_add(o, "evicted", json_object_new_int64(evicted));
+	}
 	if (global) {
 		json_object *plans = json_object_new_object(), *arr = json_object_new_array();
 		for (unsigned i = 0; i < pl->nrows; i++)
@@ -342,6 +361,7 @@ out:
 	db_rows_free(pl);
 	db_rows_free(top);
 	db_rows_free(ttl);
+	db_rows_free(val);
 }
 
 void h_cache_timeseries(struct app *app, struct http_req *req)

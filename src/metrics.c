@@ -257,6 +257,8 @@ static const struct family families[] = {
 	{ "qc_flight_waits_total", "counter", "Generations that waited for an identical call in flight.", 1 },
 	{ "qc_streams_total", "counter",
 	  "Streamed answers (SSE), by api (generate, openai) and outcome (ok, replayed, client_gone, broken).", 0 },
+	{ "qc_cache_store_decisions_total", "counter",
+	  "Answers of cost-aware plans, by decision (stored, learning, exploring, skipped).", 0 },
 };
 
 static int is_money(const char *name) { return strstr(name, "_usd_") != NULL; }
@@ -340,7 +342,8 @@ static enum qc_err render_tables(struct db *db, struct buf *b)
 		"SELECT cache_type, COUNT(*), COALESCE(SUM(size_bytes), 0) FROM ai_cache"
 		" WHERE expires_at IS NULL OR expires_at > UTC_TIMESTAMP() GROUP BY cache_type ORDER BY cache_type";
 	static const char sql_over[] =
-		"SELECT COALESCE(SUM(overruns), 0) FROM quota_counters WHERE window_kind = 'day'";
+		"SELECT (SELECT COALESCE(SUM(overruns), 0) FROM quota_counters WHERE window_kind = 'day'),"
+		" (SELECT COALESCE(SUM(evicted), 0) FROM cache_usage)";
 	static const char *const tiers[] = { "system", "session", "content", "extraction" };
 	struct db_rows *s = NULL, *e = NULL, *o = NULL;
 	enum qc_err rc;
@@ -372,6 +375,10 @@ static enum qc_err render_tables(struct db *db, struct buf *b)
 	put(b, "# HELP qc_quota_overruns_total Commits whose actual tokens exceeded the estimate.\n"
 	       "# TYPE qc_quota_overruns_total counter\nqc_quota_overruns_total %lld\n",
 	    db_cell_ll(o, 0, 0));
+	put(b, "# HELP qc_cache_evictions_total Entries evicted to make room under the per-user cap"
+	       " (plans with cache_full_policy evict_lowest_value).\n"
+	       "# TYPE qc_cache_evictions_total counter\nqc_cache_evictions_total %lld\n",
+	    db_cell_ll(o, 0, 1));
 out:
 	db_rows_free(s);
 	db_rows_free(e);

@@ -103,6 +103,7 @@ static void event(const struct auth_user *u, const struct gen_request *in, const
 	ev.created_at = now;
 	ev.api = in->api == ORCH_API_OPENAI ? "openai" : "generate";
 	ev.streamed = in->stream;
+	ev.tier = r->cached ? cache_tier_name(in->tier) : NULL;
 	usage_note(&ev);
 }
 
@@ -439,6 +440,32 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 	return QC_OK;
 }
 
+/* Cost-aware plans (SPEC §13): 1 if the answer is worth storing.  A plan
+ * that is not cost-aware, or a read that fails, stores as before. */
+static int worth_storing(struct orch *o, struct db *db, const struct upstream_result *ur)
+{
+	long long ttl = 0, hits, stores;
+	int cost_aware = 0;
+	unsigned long h = 5381;
+	enum cache_worth w;
+	char label[32];
+
+	if (cache_plan_policy(db, o->user.plan, o->in.tier, o->now, &ttl, &cost_aware) <= 0 ||
+	    !cost_aware)
+		return 1;
+	if (cache_task_value(db, o->in.task, o->in.tier, o->now, o->cfg->cache_value_window_s,
+			     &hits, &stores) < 0)
+		return 1;
+	for (size_t i = 0; i < o->klen; i++)
+		h = h * 33 + (unsigned char)o->key[i];
+	w = cache_store_worth(o->r.cost_micro, hits, stores,
+			      (long long)ur->content_len + 256, ttl,
+			      cache_parse_micro(o->cfg->cache_storage_price), h);
+	snprintf(label, sizeof label, "decision=\"%s\"", cache_worth_name(w));
+	metrics_count("qc_cache_store_decisions_total", label, 1);
+	return w != CACHE_WORTH_SKIP;
+}
+
 /* Tokens and cost of the answer in ur: the upstream's usage, else
  * estimated from the text (4 characters a token). */
 static void price(struct orch *o, const struct upstream_result *ur)
@@ -489,9 +516,11 @@ enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
 	metrics_upstream("ok", ur->attempts, up_secs, o->r.prompt_tokens, o->r.completion_tokens,
 			 o->r.cost_micro);
 
-	/* stored only when it ended normally (never a cut or a tool call) */
+	/* stored only when it ended normally (never a cut or a tool call), and
+	 * on a cost-aware plan only when it is worth its bytes */
 	store = o->caches && !ur->tool_calls &&
-		(strcmp(o->r.finish_reason, "stop") == 0 || strcmp(o->r.finish_reason, "length") == 0);
+		(strcmp(o->r.finish_reason, "stop") == 0 || strcmp(o->r.finish_reason, "length") == 0) &&
+		worth_storing(o, db, ur);
 	/* store, bill, ledger row and flight row: one transaction */
 	if ((rc = finish_tx(o, db, ur, !ur->has_usage, store, "ok")) != QC_OK) {
 		log_error("orch", "billing the answer failed (%s); it is not served and not stored",

@@ -46,6 +46,8 @@ struct config {
 	char *cache_saving_system;       /* dollars per hit, decimal text */
 	char *cache_saving_session;
 	char *cache_saving_content;
+	char *cache_storage_price;       /* dollars per GiB-hour stored (cost-aware plans) */
+	long long cache_value_window_s;  /* hits per store learned over this window */
 	/* upstream */
 	char *upstream_base_url;
 	char *upstream_model;

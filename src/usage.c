@@ -43,7 +43,7 @@ int usage_flush_in(time_t now)
 	return accum_due(&usage_accum, now);
 }
 
-#define NCOL 15
+#define NCOL 16
 
 static enum qc_err write_events(struct db *db, void *recs, unsigned n)
 {
@@ -71,11 +71,12 @@ static enum qc_err write_events(struct db *db, void *recs, unsigned n)
 		v[12] = DB_INT(e->created_at);
 		v[13] = DB_STR(e->api ? e->api : "generate");
 		v[14] = DB_INT(e->streamed ? 1 : 0);
+		v[15] = e->tier ? DB_STR(e->tier) : DB_NULLV;
 	}
 	rc = db_exec_batch(db, "INSERT INTO usage_events (user_id, plan, task, model, prompt_tokens,"
 			   " completion_tokens, cost_micro, saved_tokens, saved_micro, cached, outcome,"
-			   " latency_ms, created_at, api, streamed) VALUES ",
-			   "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			   " latency_ms, created_at, api, streamed, cache_type) VALUES ",
+			   "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			   ", ", n, "", p, n * NCOL);
 	free(p);
 	return rc;

@@ -26,6 +26,7 @@ struct usage_event {
 	time_t created_at;
 	const char *api;        /* "generate" or "openai" (NULL: "generate") */
 	int streamed;           /* the client asked for a stream */
+	const char *tier;       /* cache tier of the call (NULL: none) */
 };
 
 /* Queue one event (copied).  Never touches the database. */

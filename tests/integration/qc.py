@@ -176,3 +176,9 @@ def sql(query):
     if p.returncode != 0:
         raise RuntimeError(p.stderr)
     return [line.split("\t") for line in p.stdout.splitlines()]
+
+
+def sql_write(stmt):
+    """Run a writing SQL statement as root over the private socket (test
+    setup: plans of a test's own, clean-up)."""
+    sql(stmt)

@@ -4,21 +4,16 @@ each hit gives it the plan's TTL from the hit, never past ttl_max_pct of it
 from its creation; plans without it keep fixed TTLs.  Needs the test clock
 (a --enable-test-clock build): the hits happen hours apart in simulated time."""
 import os
-import subprocess
 import time
 import urllib.parse
 from datetime import datetime, timezone
 
-from qc import check, done, get, new_user, put
+from qc import check, done, get, new_user, put, sql_write
 
 if os.environ.get("QC_TEST_CLOCK_BUILD") != "1":
     print("# adaptive TTL: needs the test clock build; skipped")
     done()
 
-
-def sql_write(stmt):
-    subprocess.run(["mariadb", f"--defaults-file={os.path.join(os.environ['QC_VAR'], 'mariadb', 'my.cnf')}",
-                    os.environ.get("QC_DB_NAME", "quotacache"), "-e", stmt], check=True)
 
 
 def path(key, tier="session"):

@@ -12,7 +12,8 @@ import threading
 import time
 import urllib.request
 
-from qc import (HOST, PORT, SERVER, check, done, get, is_problem, new_user, parallel, post, sql)
+from qc import (HOST, PORT, SERVER, check, done, get, is_problem, new_user, parallel, post, sql,
+                sql_write)
 
 MOCK = os.environ["QC_MOCK_URL"]
 # mod_fcgid hands one request at a time to each process (its design): the
@@ -117,10 +118,6 @@ left = sql("SELECT COUNT(*) FROM generate_flights")[0][0]
 check(left == "0", "no flight row is left behind", left)
 
 # --- backpressure: the plan's cap of generations in flight (429) ---------------
-def sql_write(stmt):
-    subprocess.run(["mariadb", f"--defaults-file={os.path.join(os.environ['QC_VAR'], 'mariadb', 'my.cnf')}",
-                    os.environ.get("QC_DB_NAME", "quotacache"), "-e", stmt], check=True)
-
 
 # a plan of its own (removed below, so the other suites see the five plans)
 sql_write("INSERT IGNORE INTO plans (name, display_name, tokens_per_day, tokens_per_month, calls_per_hour,"

@@ -16,7 +16,7 @@ import subprocess
 import time
 import urllib.request
 
-from qc import URL, VAR, check, done, new_user, sql
+from qc import URL, VAR, check, done, new_user, sql, sql_write
 
 MOCK = os.environ["QC_MOCK_URL"]
 SRC = os.environ.get("QC_SRC") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -39,10 +39,6 @@ def mock(path, data=None):
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
 
-
-def sql_write(stmt):
-    subprocess.run(["mariadb", f"--defaults-file={os.path.join(VAR, 'mariadb', 'my.cnf')}",
-                    os.environ.get("QC_DB_NAME", "quotacache"), "-e", stmt], check=True)
 
 
 def apt_install(*pkgs):

@@ -84,5 +84,33 @@ int main(void)
 		CHECK(cache_flush_in(4000000000LL) == 0, "... not timed from the event's own time");
 	}
 	cache_pending_clear();
+
+	/* cost-aware caching: expected saving against storage cost */
+	{
+		/* 2 KiB for an hour at $5/GiB-h costs ~0.0095 micro-dollars */
+		long long price = cache_parse_micro("5");
+		CHECK(cache_store_worth(1000, 0, CACHE_VALUE_MIN_STORES - 1, 2048, 3600, price, 1) ==
+		      CACHE_WORTH_LEARN, "fewer stores than the minimum: stored to learn");
+		CHECK(cache_store_worth(1000, 1, 100, 2048, 3600, price, 1) == CACHE_WORTH_STORE,
+		      "1 hit in 100 stores of a $0.001 answer (10 micro$) beats its storage cost");
+		CHECK(cache_store_worth(1000, 0, 100, 2048, 3600, price, 1) == CACHE_WORTH_SKIP,
+		      "a task whose entries are never hit: skipped");
+		CHECK(cache_store_worth(1000, 0, 100, 2048, 3600, price, CACHE_VALUE_EXPLORE * 7) ==
+		      CACHE_WORTH_EXPLORE, "one skipped answer in CACHE_VALUE_EXPLORE (by hash) is stored anyway");
+		/* 1 MiB for a day at $5/GiB-h: 122,070 micro$; 50 hits per store of
+		 * 2,000 micro$ = 100,000: not worth it; at 70 hits it is */
+		CHECK(cache_store_worth(2000, 5000, 100, 1048576, 86400, price, 1) == CACHE_WORTH_SKIP,
+		      "a big, long-lived entry with fewer hits than it costs: skipped");
+		CHECK(cache_store_worth(2000, 7000, 100, 1048576, 86400, price, 1) == CACHE_WORTH_STORE,
+		      "... with enough hits: stored");
+		CHECK(cache_store_worth(0, 100, 100, 10, 60, 0, 1) == CACHE_WORTH_SKIP,
+		      "an answer that cost nothing saves nothing (even with free storage)");
+		CHECK(cache_store_worth(5, 100, 100, 10, 60, 0, 1) == CACHE_WORTH_STORE,
+		      "free storage: any saving is worth it");
+		CHECK(cache_store_worth(1000, 1, 100, 2048, 3600, -1, 1) == CACHE_WORTH_STORE,
+		      "a bad (negative) price counts as free, never as a bonus");
+		CHECK(strcmp(cache_worth_name(CACHE_WORTH_SKIP), "skipped") == 0 &&
+		      strcmp(cache_worth_name(CACHE_WORTH_EXPLORE), "exploring") == 0, "decision names");
+	}
 	return TAP_DONE();
 }
