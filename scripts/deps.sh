@@ -12,6 +12,8 @@ pkgs=(
   libmariadb-dev mariadb-server mariadb-client
   libjson-c-dev libcurl4-openssl-dev libssl-dev
   lighttpd apache2 libapache2-mod-fcgid curl python3 wrk
+  prometheus  # promtool: the alerting rules in conf/ are checked by the suite
+  debhelper fakeroot lintian  # the Debian package and its test (tests/package/)
 )
 
 # One dpkg-query for all packages; unknown ones print nothing (and make it exit 1).

@@ -7,11 +7,15 @@
  *   quotacachectl user list | user set-plan (--id N | --email E) --plan P
  *   quotacachectl key add (--id N | --email E) | key revoke KEY-OR-PREFIX
  *   quotacachectl key list [--id N | --email E]
+ *   quotacachectl --version
+ * The configuration: -c FILE, else QC_CONFIG, else QC_DEFAULT_CONFIG when
+ * configure was given --with-config-file and that file exists.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <mysql.h>
 
@@ -191,7 +195,7 @@ static int cmd_key(struct db *db, int argc, char **argv)
 static int usage(void)
 {
 	fprintf(stderr,
-		"usage: quotacachectl [-c CONFIG] COMMAND\n"
+		"usage: quotacachectl [-c CONFIG] COMMAND | --version\n"
 		"  migrate                                   apply pending schema migrations\n"
 		"  user add --email E --plan P [--admin]     create a user, print its key once\n"
 		"  user list                                 list users\n"
@@ -211,12 +215,20 @@ int main(int argc, char **argv)
 	const char *cfgpath = NULL;
 	int rc = 2, i = 1;
 
+	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+		printf("quotacachectl %s\n", QC_VERSION);
+		return 0;
+	}
 	if (argc > 2 && strcmp(argv[1], "-c") == 0) {
 		cfgpath = argv[2];
 		i = 3;
 	}
 	if (i >= argc)
 		return usage();
+#ifdef QC_DEFAULT_CONFIG
+	if (!cfgpath && !getenv("QC_CONFIG") && access(QC_DEFAULT_CONFIG, F_OK) == 0)
+		cfgpath = QC_DEFAULT_CONFIG;
+#endif
 	if (config_load(&cfg, cfgpath, err, sizeof err) < 0) {
 		fprintf(stderr, "quotacachectl: %s\n", err);
 		return 1;

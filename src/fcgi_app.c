@@ -4,7 +4,8 @@
  * main thread, which waits for SIGTERM and meanwhile flushes the
  * accumulators and this worker's gauges (never on a request's path).
  *
- * Shared state: app_base (read-only after start), the pool and the engine
+ * Shared state: app_base (read-only after start), the pool, the engine and
+ * the alerts sender (alerts.h)
  * (their own locks), `stopping` and `busy` (atomics).
  */
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <mysql.h>
 
 #include "accum.h"
+#include "alerts.h"
 #include "app.h"
 #include "dbpool.h"
 #include "inflight.h"
@@ -266,7 +268,7 @@ int main(int argc, char **argv)
 	/* dollars and ratios: 10 significant digits, no binary noise */
 	json_c_set_serialization_double_format("%.10g", JSON_C_OPTION_GLOBAL);
 	FCGX_Init();
-	if (inflight_start(app->inf) < 0 ||
+	if (inflight_start(app->inf) < 0 || alerts_start(app->pcfg, app->pool) < 0 ||
 	    !(tids = calloc((size_t)app->cfg.worker_threads, sizeof *tids))) {
 		log_error("main", "cannot start threads");
 		return 1;
@@ -305,6 +307,7 @@ int main(int argc, char **argv)
 	}
 	free(tids);
 	inflight_stop(app->inf, app->cfg.shutdown_grace_ms);
+	alerts_stop();   /* claims what it queued; its counts go in the flush */
 	flush(app, 1);
 	log_info("main", "worker stopping");
 	inflight_free(app->inf);

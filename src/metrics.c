@@ -13,6 +13,7 @@
 #include "db.h"
 #include "log.h"
 #include "metrics.h"
+#include "quota.h"
 
 #define MAX_PENDING 1024
 
@@ -255,6 +256,10 @@ static const struct family families[] = {
 	{ "qc_flight_checks_total", "counter",
 	  "Single-flight waiters' checks of a flight led by another process (at most 4 a second each).", 1 },
 	{ "qc_flight_waits_total", "counter", "Generations that waited for an identical call in flight.", 1 },
+	{ "qc_alert_crossings_total", "counter",
+	  "Quota level crossings claimed for the webhook, by level (warning, critical, exceeded).", 0 },
+	{ "qc_alert_webhooks_total", "counter",
+	  "Level-crossing webhook posts, by outcome (sent, retried, failed: given up).", 0 },
 	{ "qc_streams_total", "counter",
 	  "Streamed answers (SSE), by api (generate, openai) and outcome (ok, replayed, client_gone, broken).", 0 },
 	{ "qc_cache_store_decisions_total", "counter",
@@ -386,6 +391,34 @@ out:
 	return rc;
 }
 
+/* users at each level per plan: bounded by plans x 3 series, no user label */
+static enum qc_err render_quota_users(struct db *db, struct buf *b, time_t now)
+{
+	static const char *const lv[] = { "warning", "critical", "exceeded" };
+	struct db_rows *plans = NULL, *r = NULL;
+	enum qc_err rc;
+
+	if ((rc = quota_plans(db, &plans)) != QC_OK || (rc = quota_levels_by_plan(db, now, &r)) != QC_OK)
+		goto out;
+	put(b, "# HELP qc_quota_users Users whose overall quota level is warning, critical or exceeded"
+	       " right now, by plan.\n# TYPE qc_quota_users gauge\n");
+	for (unsigned i = 0; i < plans->nrows; i++) {
+		char p[66];
+		metrics_escape(db_cell(plans, i, 0), p, sizeof p);
+		for (int l = 0; l < 3; l++) {
+			long long v = 0;
+			for (unsigned j = 0; j < r->nrows; j++)
+				if (strcmp(db_cell(r, j, 0), db_cell(plans, i, 0)) == 0 && db_cell_ll(r, j, 1) == l + 1)
+					v = db_cell_ll(r, j, 2);
+			put(b, "qc_quota_users{plan=\"%s\",level=\"%s\"} %lld\n", p, lv[l], v);
+		}
+	}
+out:
+	db_rows_free(plans);
+	db_rows_free(r);
+	return rc;
+}
+
 /* gauges: the sum over workers that reported in the last 10 seconds */
 static enum qc_err render_gauges(struct db *db, struct buf *b, time_t now)
 {
@@ -426,7 +459,8 @@ enum qc_err metrics_render(struct db *db, char **out, size_t *len)
 		return QC_ENOMEM;
 	b.s[0] = 0;
 	if ((rc = render_counters(db, &b)) != QC_OK || (rc = render_tables(db, &b)) != QC_OK ||
-	    (rc = render_gauges(db, &b, time(NULL))) != QC_OK) {
+	    (rc = render_gauges(db, &b, time(NULL))) != QC_OK ||
+	    (rc = render_quota_users(db, &b, time(NULL))) != QC_OK) {
 		free(b.s);
 		return rc;
 	}

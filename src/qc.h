@@ -10,7 +10,11 @@
 #include <stddef.h>
 #include <time.h>
 
-#define QC_VERSION "0.1.0"
+/* QC_VERSION comes from AC_INIT in configure.ac, the one place the version is
+ * written (configure passes it as -DQC_VERSION="..."). */
+#ifndef QC_VERSION
+#error "QC_VERSION is not defined: build through configure (it passes AC_INIT's version)"
+#endif
 
 enum qc_err {
 	QC_OK = 0,

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alerts.h"
 #include "db.h"
 #include "quota.h"
 
@@ -321,6 +322,7 @@ enum qc_err quota_status_get(struct db *db, long long user, const char *task,
 	st->estimate = db_cell_ll(r, 0, 11);
 	quota_overall(st);
 	db_rows_free(r);
+	alerts_observe(st, now);   /* a level reached by a commit shows here first */
 	return QC_OK;
 }
 
@@ -392,6 +394,7 @@ enum qc_err quota_reserve_flight(struct db *db, long long user, const char *task
 	if (rc == QC_EUSERBUSY)
 		st->inflight_cap = db_cell_ll(r, 0, 14);
 	db_rows_free(r);
+	alerts_observe(st, now);   /* a level crossing: queued, posted off this path */
 	if (rc != QC_OK)
 		id[0] = 0;
 	return rc;
@@ -508,4 +511,34 @@ enum qc_err quota_nearest(struct db *db, time_t now, long long n, struct db_rows
 {
 	struct db_val p[3] = { DB_INT(now), DB_INT(quota_window_start(QUOTA_DAY, now)), DB_INT(n) };
 	return db_query(db, SQL_NEAREST, p, 3, out);
+}
+
+/* The level of one counter row, as quota_level_of() decides it (limit NULL:
+ * unlimited = ok; floor(100 * a / l) >= 90 is 100 * a >= 90 * l). */
+#define ROW_ADMITTED "IF(c.window_kind = 'hour', c.calls, c.used + c.reserved)"
+#define ROW_LIMIT \
+	"CASE c.window_kind" \
+	" WHEN 'day' THEN IF(o.tokens_per_day IS NULL, p.tokens_per_day, NULLIF(o.tokens_per_day, -1))" \
+	" WHEN 'month' THEN IF(o.tokens_per_month IS NULL, p.tokens_per_month, NULLIF(o.tokens_per_month, -1))" \
+	" ELSE IF(o.calls_per_hour IS NULL, p.calls_per_hour, NULLIF(o.calls_per_hour, -1)) END"
+static const char SQL_LEVELS[] =
+	"SELECT plan, lvl, COUNT(*) FROM ("
+	" SELECT u.id, u.plan, MAX(CASE"
+	"  WHEN (" ROW_LIMIT ") IS NULL THEN 0"
+	"  WHEN " ROW_ADMITTED " >= (" ROW_LIMIT ") THEN 3"
+	"  WHEN 100 * " ROW_ADMITTED " >= 90 * (" ROW_LIMIT ") THEN 2"
+	"  WHEN 100 * " ROW_ADMITTED " >= 75 * (" ROW_LIMIT ") THEN 1 ELSE 0 END) AS lvl"
+	" FROM quota_counters c JOIN users u ON u.id = c.user_id JOIN plans p ON p.name = u.plan"
+	" LEFT JOIN quota_overrides o ON o.user_id = u.id AND (o.expires_at IS NULL OR o.expires_at > ?)"
+	" WHERE c.window_start IN (?, ?, ?) AND ((c.window_kind = 'day' AND c.window_start = ?)"
+	"  OR (c.window_kind = 'month' AND c.window_start = ?) OR (c.window_kind = 'hour' AND c.window_start = ?))"
+	" GROUP BY u.id, u.plan) x WHERE lvl > 0 GROUP BY plan, lvl ORDER BY plan, lvl";
+
+enum qc_err quota_levels_by_plan(struct db *db, time_t now, struct db_rows **out)
+{
+	long long d = quota_window_start(QUOTA_DAY, now), m = quota_window_start(QUOTA_MONTH, now);
+	long long h = quota_window_start(QUOTA_HOUR, now);
+	struct db_val p[7] = { DB_INT(now), DB_INT(d), DB_INT(m), DB_INT(h), DB_INT(d), DB_INT(m), DB_INT(h) };
+
+	return db_query(db, SQL_LEVELS, p, 7, out);
 }

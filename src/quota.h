@@ -143,5 +143,9 @@ enum qc_err quota_expire_all(struct db *db, time_t now);
 /* Users nearest their daily limit: id, email, plan, used+reserved, limit,
  * percent, 1 if an override is in force, its expiry (epoch; NULL: none or never). */
 enum qc_err quota_nearest(struct db *db, time_t now, long long n, struct db_rows **out);
+/* Users at warning or worse right now (their overall level), counted per
+ * plan: rows of plan, level (1 warning, 2 critical, 3 exceeded), count; only
+ * users with usage in a current window are read (GET /metrics). */
+enum qc_err quota_levels_by_plan(struct db *db, time_t now, struct db_rows **out);
 
 #endif

@@ -76,6 +76,11 @@ static const struct opt opts[] = {
 	/* at most ~2 descriptors a call; libfcgi select()s its own below 1024 */
 	I(max_inflight, "512", 1, 100000),
 	I(shutdown_grace_ms, "10000", 0, 3600000),
+	S(alert_webhook_url, ""),
+	S(alert_webhook_url_file, NULL),
+	I(alert_webhook_timeout_ms, "5000", 100, 600000),
+	I(alert_webhook_attempts, "8", 1, 100),
+	I(alert_webhook_backoff_ms, "1000", 10, 3600000),
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -284,6 +289,12 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 		free(c->db_password);
 		c->db_password = NULL;
 		if (config_read_secret(c->db_password_file, &c->db_password, err, errlen) < 0)
+			goto fail;
+	}
+	if (c->alert_webhook_url_file && *c->alert_webhook_url_file) {
+		free(c->alert_webhook_url);
+		c->alert_webhook_url = NULL;
+		if (config_read_secret(c->alert_webhook_url_file, &c->alert_webhook_url, err, errlen) < 0)
 			goto fail;
 	}
 	if (c->upstream_key_file && *c->upstream_key_file) {

@@ -66,6 +66,12 @@ struct config {
 	long long db_pool_size;         /* database connections per process */
 	long long max_inflight;         /* generations in flight per process (then 503) */
 	long long shutdown_grace_ms;    /* SIGTERM: time given to calls in flight */
+	/* alerts (SPEC §14): the level-crossing webhook; "" = off */
+	char *alert_webhook_url;         /* or read from alert_webhook_url_file (it may hold a token) */
+	char *alert_webhook_url_file;
+	long long alert_webhook_timeout_ms;   /* one POST, connect included */
+	long long alert_webhook_attempts;     /* then the crossing is given up ('failed') */
+	long long alert_webhook_backoff_ms;   /* first retry delay, doubled each time */
 };
 
 /* Fill c with built-in defaults.  Returns 0, or -1 on allocation failure. */

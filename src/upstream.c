@@ -299,7 +299,7 @@ static int orch_like_model(const char *m, size_t len)
 	return 1;
 }
 
-static curl_socket_t open_high(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+curl_socket_t upstream_open_high(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
 {
 	int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol), hi;
 
@@ -575,7 +575,7 @@ CURL *up_call_attempt(struct up_call *u)
 	curl_easy_setopt(u->h, CURLOPT_WRITEDATA, u);
 	curl_easy_setopt(u->h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(u->h, CURLOPT_HEADERDATA, u);
-	curl_easy_setopt(u->h, CURLOPT_OPENSOCKETFUNCTION, open_high);
+	curl_easy_setopt(u->h, CURLOPT_OPENSOCKETFUNCTION, upstream_open_high);
 	curl_easy_setopt(u->h, CURLOPT_CONNECTTIMEOUT_MS, c->upstream_connect_timeout_ms < left
 			 ? c->upstream_connect_timeout_ms : left);
 	curl_easy_setopt(u->h, CURLOPT_TIMEOUT_MS, left);

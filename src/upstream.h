@@ -86,6 +86,11 @@ enum qc_err up_call_result(struct up_call *u, struct upstream_result *r, double 
  */
 int upstream_parse(const char *body, size_t len, struct upstream_result *r);
 
+/* CURLOPT_OPENSOCKETFUNCTION for every outbound socket of a worker: the
+ * socket moves to a descriptor >= 1024, leaving the low ones to the FastCGI
+ * connections (libfcgi select()s them).  CURL_SOCKET_BAD on failure. */
+curl_socket_t upstream_open_high(void *ud, curlsocktype purpose, struct curl_sockaddr *a);
+
 /*
  * Streams: feed the SSE body as it arrives; complete "data:" lines are
  * parsed (content appended to r, finish_reason, usage, model, [DONE]) and

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # run_all.sh BUILDDIR SRCDIR - run every test suite (unit, then integration
-# against a private MariaDB + lighttpd) and end with "N passed, N failed".
+# against a private MariaDB + lighttpd, then the Debian package test) and end
+# with "N passed, N failed".
+# Skip parts with QC_SKIP_UNIT, QC_SKIP_INTEGRATION, QC_SKIP_TSAN,
+# QC_SKIP_CLUSTER, QC_SKIP_PACKAGE (=1); QC_ONLY_CLUSTER / QC_ONLY_PACKAGE=1
+# run one part alone.
 # Each suite prints TAP lines ("ok N - ..." / "not ok N - ..."); a suite that
 # exits non-zero without a failing line counts as one failure.
 set -u
@@ -29,13 +33,16 @@ run_suite() {   # name command...
 	pass=$((pass + p)); fail=$((fail + f))
 }
 
-[ "${QC_ONLY_CLUSTER:-0}" = 1 ] && export QC_SKIP_UNIT=1 QC_SKIP_INTEGRATION_SUITES=1 QC_SKIP_TSAN=1
+[ "${QC_ONLY_CLUSTER:-0}" = 1 ] && export QC_SKIP_UNIT=1 QC_SKIP_INTEGRATION_SUITES=1 QC_SKIP_TSAN=1 QC_SKIP_PACKAGE=1
+[ "${QC_ONLY_PACKAGE:-0}" = 1 ] && export QC_SKIP_UNIT=1 QC_SKIP_INTEGRATION=1
 for t in "$BUILD"/tests/unit/test_*; do
 	[ "${QC_SKIP_UNIT:-0}" = 1 ] && break
 	[ -x "$t" ] && [ -f "$t" ] || continue
 	case "$t" in *.c|*.h|*.o|*.log|*.trs) continue ;; esac
 	run_suite "unit-$(basename "$t")" "$t"
 done
+# the Prometheus alerting rules in conf/: promtool check and unit tests
+[ "${QC_SKIP_UNIT:-0}" = 1 ] || run_suite alert-rules bash "$SRC/tests/alerts/run.sh" "$SRC"
 
 if [ "${QC_SKIP_INTEGRATION:-0}" != 1 ]; then
 	[ "${QC_SKIP_INTEGRATION_SUITES:-0}" = 1 ] ||
@@ -48,6 +55,12 @@ if [ "${QC_SKIP_INTEGRATION:-0}" != 1 ]; then
 	if [ "${QC_SKIP_CLUSTER:-0}" != 1 ]; then
 		run_suite cluster bash "$SRC/tests/cluster/run.sh"
 	fi
+fi
+
+# the .deb: built from `make distdir`, installed on this machine, served by
+# lighttpd through its shipped snippet, upgraded, purged (tests/package/run.sh)
+if [ "${QC_SKIP_PACKAGE:-0}" != 1 ]; then
+	run_suite package bash "$SRC/tests/package/run.sh"
 fi
 
 echo "$pass passed, $fail failed"

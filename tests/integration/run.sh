@@ -34,6 +34,10 @@ export QC_MOCK_URL=http://127.0.0.1:$MOCK_PORT QC_UPSTREAM_SECRET=$UPKEY
 bash "$SRC/scripts/mock.sh" start "$VAR" "$MOCK_PORT" --expect-key "$UPKEY" \
 	|| { echo "Bail out! mock upstream did not start"; exit 1; }
 
+# the level-crossing webhook posts to a receiver that test_alerts.py runs on
+# this port (nothing listens there otherwise: posts fail and are retried)
+ALERT_PORT=$(free_port)
+export QC_ALERT_PORT=$ALERT_PORT
 CONF=$VAR/quotacache.conf
 { base_config "$VAR" "$SRC"; cat <<CONF
 auth_cache_seconds = 1
@@ -48,6 +52,10 @@ upstream_retries = 2
 upstream_backoff_ms = 50
 upstream_prices = mock-model:0.001:0.002,gpt-4o-mini:0.00015:0.0006
 reservation_ttl = 60
+alert_webhook_url = http://127.0.0.1:$ALERT_PORT/hook
+alert_webhook_timeout_ms = 1000
+alert_webhook_attempts = 8
+alert_webhook_backoff_ms = 200
 log_level = info
 CONF
 } >"$CONF"

@@ -31,10 +31,15 @@ r = post("/api/v1/quota/reserve", {"task_type": "extraction"}, key=key)
 check(r.status == 201, "2000 of 2000 admitted")
 _, out, _ = ctl("quota", "status", "--id", str(uid))
 check("limit 2000, remaining 0 (100%, exceeded)" in out and "it's a test" in out, "quota status via the CLI", out)
-_, out, _ = ctl("quota", "nearest", "--limit", "5")
-check(out.splitlines()[1].split("\t")[0] == str(uid), "quota nearest puts the exhausted user first", out)
-check(out.splitlines()[0].endswith("\toverride_expires") and out.splitlines()[1].split("\t")[6] == "2099-01-01T00:00:00Z",
-      "quota nearest shows when the user's override expires (SPEC §13: loyal-customer overrides)", out)
+_, out, _ = ctl("quota", "nearest", "--limit", "500")
+rows = [line.split("\t") for line in out.splitlines()[1:]]
+mine = [i for i, row in enumerate(rows) if row[0] == str(uid)]
+# other suites' users may be at 100 % or past it too (over-estimate commits): the
+# exhausted user is listed among the first, after none below 100 %
+check(mine and rows[mine[0]][5] == "100" and all(int(row[5]) >= 100 for row in rows[:mine[0]]),
+      "quota nearest lists the exhausted user before everyone below 100 %", out[:600])
+check(out.splitlines()[0].endswith("\toverride_expires") and mine and rows[mine[0]][6] == "2099-01-01T00:00:00Z",
+      "quota nearest shows when the user's override expires (SPEC §13: loyal-customer overrides)", out[:600])
 rc, out, err = ctl("quota", "clear-override", "--id", str(uid))
 check(rc == 0 and get("/api/v1/quota/status", key=key).json["daily"]["limit"] == 10000, "clear-override")
 rc, out, err = ctl("quota", "set-override", "--id", str(uid), check_rc=False)

@@ -13,6 +13,6 @@ if ! bash "$SRC/scripts/build.sh" "$TB" --enable-tsan --enable-werror >"$BUILD/t
 fi
 echo "ok - the worker builds with ThreadSanitizer (-fsanitize=thread)"
 # sanitizer runtime: ASLR-heavy kernels need the fixed mapping TSan expects
-export QC_TESTS="test_inflight.py test_generate.py test_openai.py test_foundation.py"
+export QC_TESTS="test_inflight.py test_generate.py test_openai.py test_foundation.py test_alerts.py"
 QC_BUILD=$TB QC_SRC=$SRC QC_SKIP_BROWSER=1 QC_SKIP_APACHE=1 QC_SKIP_APACHE_PROXY=1 QC_SKIP_OUTAGE=1 \
 	QC_SERVER=lighttpd-tsan exec bash "$SRC/tests/integration/run.sh"
