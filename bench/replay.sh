@@ -11,7 +11,8 @@
 # its users (each with a no-limit override: quotas never refuse here), then,
 # for each CONFIGURATION below: stops lighttpd (its workers flush what they
 # hold), empties the cache, the ledger and the counters, runs the
-# configuration's SQL as root, starts lighttpd again (fresh plan caches),
+# configuration's SQL as root, starts lighttpd again (fresh plan caches, the
+# configuration's own settings),
 # resets the mock and replays the trace with bench/replay.py (every prompt
 # answered by the mock after 300 ms; the simulated clock through
 # X-QC-Test-Now).  The database's event scheduler is off: its EVENTs expire
@@ -22,11 +23,16 @@
 set -euo pipefail
 
 # CONFIGURATIONS: "name|SQL run as root in the quotacache database before the
-# replay".  Add a line per feature (warming, cost-aware, ...).
+# replay|settings added to the workers' configuration (';' between them)".
+# Every SQL starts from the defaults (PLAN_DEFAULTS).  Add a line per feature.
+PLAN_DEFAULTS="UPDATE plans SET ttl_adaptive = 0, cache_policy = 'always', cache_full_policy = 'refuse'"
 CONFIGS=(
-	"fixed|UPDATE plans SET ttl_adaptive = 0"
-	"adaptive_ttl|UPDATE plans SET ttl_adaptive = 1, ttl_cold_pct = 50, ttl_max_pct = 400"
-	"adaptive_ttl_cold75|UPDATE plans SET ttl_adaptive = 1, ttl_cold_pct = 75, ttl_max_pct = 400"
+	"fixed|$PLAN_DEFAULTS|"
+	"adaptive_ttl|$PLAN_DEFAULTS; UPDATE plans SET ttl_adaptive = 1, ttl_cold_pct = 50, ttl_max_pct = 400|"
+	"adaptive_ttl_cold75|$PLAN_DEFAULTS; UPDATE plans SET ttl_adaptive = 1, ttl_cold_pct = 75, ttl_max_pct = 400|"
+	"cost_aware|$PLAN_DEFAULTS; UPDATE plans SET cache_policy = 'cost_aware'|"
+	"cost_aware_price20|$PLAN_DEFAULTS; UPDATE plans SET cache_policy = 'cost_aware'|cache_storage_price = 20"
+	"cost_aware_price100|$PLAN_DEFAULTS; UPDATE plans SET cache_policy = 'cost_aware'|cache_storage_price = 100"
 )
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -127,13 +133,16 @@ UPDATE cache_usage SET bytes = 0, entries = 0;"
 
 NAMES=()
 for c in "${SELECTED[@]}"; do
-	name=${c%%|*} csql=${c#*|}
+	name=${c%%|*} rest=${c#*|}
+	csql=${rest%|*} extra=${rest##*|}
 	NAMES+=("$name")
+	RUNCONF=$VAR/quotacache-$name.conf
+	{ cat "$CONF"; tr ';' '\n' <<<"$extra" | sed 's/^ *//'; } >"$RUNCONF"
 	# stopped first: the workers flush their batched counters when they stop
 	bash "$ROOT/scripts/lighttpd.sh" stop "$VAR" >/dev/null 2>&1 || true
 	sql "$RESET_SQL"
 	sql "$csql"
-	bash "$ROOT/scripts/lighttpd.sh" start "$VAR" "$PORT" "$WORKERS" "$WORKER" "$CONF" "$ROOT/www" >&2
+	bash "$ROOT/scripts/lighttpd.sh" start "$VAR" "$PORT" "$WORKERS" "$WORKER" "$RUNCONF" "$ROOT/www" >&2
 	curl -fsS -X POST "http://127.0.0.1:$MOCKPORT/_reset" >/dev/null
 	say "$name: replaying $EVENTS events"
 	python3 "$BENCH/replay.py" "$TRACE" --keys "$KEYS" --base "$BASE" --mock "http://127.0.0.1:$MOCKPORT" \

@@ -16,6 +16,7 @@
 #include "db.h"
 #include "log.h"
 #include "metrics.h"
+#include "experiment.h"
 #include "orchestrator.h"
 #include "upstream.h"
 #include "usage.h"
@@ -82,9 +83,12 @@ static long long chars(const char *s, size_t len)
 	return n;
 }
 
-static void event(const struct auth_user *u, const struct gen_request *in, const struct gen_result *r,
-		  const char *outcome, long long saved_tokens, long long saved_micro, time_t now)
+static void event(const struct orch *o, const char *outcome, long long saved_tokens,
+		  long long saved_micro)
 {
+	const struct auth_user *u = &o->user;
+	const struct gen_request *in = &o->in;
+	const struct gen_result *r = &o->r;
 	struct usage_event ev;
 
 	memset(&ev, 0, sizeof ev);
@@ -100,7 +104,9 @@ static void event(const struct auth_user *u, const struct gen_request *in, const
 	ev.cached = r->cached;
 	ev.outcome = outcome;
 	ev.latency_ms = r->latency_ms;
-	ev.created_at = now;
+	ev.created_at = o->now;
+	ev.experiment_id = o->exp_id;
+	ev.arm = exp_arm_name((enum exp_arm)o->exp_arm);
 	ev.api = in->api == ORCH_API_OPENAI ? "openai" : "generate";
 	ev.streamed = in->stream;
 	ev.tier = r->cached ? cache_tier_name(in->tier) : NULL;
@@ -196,7 +202,7 @@ static enum orch_step done(struct orch *o, struct db *db, enum qc_err rc, const 
 	o->rc = rc;
 	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
 	if (outcome)
-		event(&o->user, &o->in, &o->r, outcome, 0, 0, o->now);
+		event(o, outcome, 0, 0);
 	return ORCH_DONE;
 }
 
@@ -221,7 +227,7 @@ static enum orch_step hit(struct orch *o, struct db *db, struct cache_entry *e)
 	cache_entry_release(e);
 	o->rc = QC_OK;
 	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
-	event(&o->user, &o->in, &o->r, "cached", saved_t, saved_m, o->now);
+	event(o, "cached", saved_t, saved_m);
 	return ORCH_DONE;
 }
 
@@ -281,8 +287,16 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 		o->klen = 64;
 	}
 
+	/* 0. an A/B experiment's control arm goes without the cache (SPEC §13) */
+	{
+		struct exp_running x;
+		if (exp_running(db, &x) == QC_OK && x.id) {
+			o->exp_id = x.id;
+			o->exp_arm = (int)exp_arm_of(user->id, x.name, x.control_pct);
+		}
+	}
 	/* 1. the cache: a hit costs one query */
-	if (in->bypass)
+	if (in->bypass || o->exp_arm == EXP_CONTROL)
 		o->caches = 0;
 	else if ((o->caches = cache_plan_caches(db, user->plan, in->tier, now)) < 0)
 		return done(o, NULL, QC_EDBDOWN, NULL);
@@ -293,7 +307,7 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 		if (rc != QC_ENOTFOUND)
 			return done(o, NULL, rc, NULL);
 	}
-	if (!in->bypass)
+	if (!in->bypass && o->exp_arm != EXP_CONTROL)
 		cache_note_miss(user->id, in->tier, user->plan, now);
 
 	/* 2. the system prompt (a miss only) must exist before anything is reserved */
@@ -386,7 +400,7 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 			     int estimated, int store, const char *outcome)
 {
 	static const char sql[] =
-		"CALL qc_finish_generation(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+		"CALL qc_finish_generation(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 	char plan[33], task[65], model[65];
 	json_object *meta = NULL;
 	const char *ms = NULL;
@@ -408,7 +422,8 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 	qc_copy_utf8(model, sizeof model, o->r.model);
 	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
 	{
-		struct db_val p[22] = {
+		const char *arm = exp_arm_name((enum exp_arm)o->exp_arm);
+		struct db_val p[24] = {
 			DB_STR(o->rid), DB_INT(o->user.id), DB_INT(o->now),
 			DB_INT(o->r.prompt_tokens), DB_INT(o->r.completion_tokens), DB_INT(o->r.cost_micro),
 			DB_INT(store ? 1 : 0), DB_STR(cache_tier_name(o->in.tier)),
@@ -419,8 +434,9 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 			o->leading ? DB_STR(o->owner) : DB_NULLV,
 			DB_STR(outcome), DB_STR(o->in.api == ORCH_API_OPENAI ? "openai" : "generate"),
 			DB_INT(o->in.stream ? 1 : 0),
+			o->exp_id ? DB_INT(o->exp_id) : DB_NULLV, arm ? DB_STR(arm) : DB_NULLV,
 		};
-		rc = db_query(db, sql, p, 22, &r);
+		rc = db_query(db, sql, p, 24, &r);
 	}
 	json_object_put(meta);
 	if (rc != QC_OK)

@@ -111,6 +111,8 @@ struct orch {
 	size_t klen;
 	long long t0_ms;
 	int caches, leading;
+	long long exp_id;                /* the running A/B experiment (0: none) */
+	int exp_arm;                     /* and this user's arm in it (enum exp_arm) */
 	long long min, hold_s;
 	char rid[QUOTA_ID_LEN + 1], fkey[65], owner[33];
 	struct cache_entry sys;
