@@ -39,6 +39,17 @@ struct cache_entry {
 
 /* --- pure ------------------------------------------------------------ */
 
+/* Regions (SPEC §13): a worker stores and serves the user tiers' entries of
+ * its own region; the system tier is shared ('').  1-16 of a-z 0-9 -, or ''. */
+#define CACHE_REGION_MAX 16
+int cache_region_ok(const char *r);
+/* Set this process's region (once, before threads start): 0, or -1 if r is
+ * not a valid region. */
+int cache_set_region(const char *r);
+/* The region an entry of user is stored under by this process ('' for the
+ * system tier, user 0). */
+const char *cache_region(long long user);
+
 /* Tier from its name ("system", ...).  0, or -1 if unknown. */
 int cache_tier_parse(const char *s, enum cache_tier *t);
 const char *cache_tier_name(enum cache_tier t);
@@ -165,6 +176,10 @@ enum qc_err cache_stats_ttl(struct db *db, long long user, int global, time_t no
 /* Rows per plan: plan, hits, misses, saved_micro, live entries and bytes of
  * the plan's current users. */
 enum qc_err cache_stats_plans(struct db *db, struct db_rows **out);
+/* Rows per region ('' = none: the system tier, or workers without one):
+ * region, hits, misses, saved_micro, live entries, bytes. */
+enum qc_err cache_stats_regions(struct db *db, long long user, int global, time_t now,
+				struct db_rows **out);
 /* Rows: task, tier, hits, stores over the window_s seconds before now (what
  * cost-aware caching learns from); *evicted: entries evicted under the cap. */
 enum qc_err cache_stats_value(struct db *db, long long user, int global, time_t now,

@@ -204,6 +204,12 @@ int main(int argc, char **argv)
 		config_release(&app->cfg);
 		return 1;
 	}
+	if (cache_set_region(app->cfg.region) < 0) {   /* before any thread starts */
+		log_error("main", "region must be up to %d of a-z 0-9 - (not '%s')", CACHE_REGION_MAX,
+			  app->cfg.region);
+		config_release(&app->cfg);
+		return 1;
+	}
 	{   /* the database endpoints must parse (SPEC §12: a list to fail over along) */
 		struct db_endpoint eps[DB_MAX_HOSTS];
 		if (db_endpoints(&app->cfg, eps, err, sizeof err) < 0) {

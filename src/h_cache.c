@@ -257,7 +257,7 @@ void h_cache_stats(struct app *app, struct http_req *req)
 	long long hits[CACHE_NTIERS] = { 0 }, misses[CACHE_NTIERS] = { 0 }, saved[CACHE_NTIERS] = { 0 };
 	long long entries[CACHE_NTIERS] = { 0 }, bytes[CACHE_NTIERS] = { 0 };
 	long long th = 0, tm = 0, ts = 0, te = 0, tb = 0;
-	struct db_rows *h = NULL, *e = NULL, *pl = NULL, *top = NULL, *ttl = NULL, *val = NULL;
+	struct db_rows *h = NULL, *e = NULL, *pl = NULL, *top = NULL, *ttl = NULL, *val = NULL, *reg = NULL;
 	long long evicted = 0;
 	int global = req->user.is_admin;
 	json_object *o, *tiers;
@@ -269,6 +269,7 @@ void h_cache_stats(struct app *app, struct http_req *req)
 	    (rc = cache_stats_ttl(app->db, req->user.id, global, req->now, &ttl)) != QC_OK ||
 	    (rc = cache_stats_value(app->db, req->user.id, global, req->now,
 				    app->cfg.cache_value_window_s, &val, &evicted)) != QC_OK ||
+	    (rc = cache_stats_regions(app->db, req->user.id, global, req->now, &reg)) != QC_OK ||
 	    (global && (rc = cache_stats_plans(app->db, &pl)) != QC_OK) ||
 	    (global && (rc = cache_stats_top(app->db, 10, req->now, &top)) != QC_OK)) {
 		api_error(req, rc, NULL);
@@ -334,6 +335,20 @@ void h_cache_stats(struct app *app, struct http_req *req)
 		json_object_object_add(o, "task_value", arr);
 		json_object_object_add(o, "evicted", json_object_new_int64(evicted));
 	}
+	{   /* per region (SPEC §13): null is no region (the shared system tier) */
+		json_object *arr = json_object_new_array();
+		for (unsigned i = 0; i < reg->nrows; i++) {
+			json_object *x = tier_stats(db_cell_ll(reg, i, 1), db_cell_ll(reg, i, 2),
+						    db_cell_ll(reg, i, 4), db_cell_ll(reg, i, 5),
+						    db_cell_ll(reg, i, 3));
+			const char *rn = db_cell(reg, i, 0);
+			json_object_object_add(x, "region", *rn ? json_object_new_string(rn) : NULL);
+			json_object_array_add(arr, x);
+		}
+		json_object_object_add(o, "regions", arr);
+		json_object_object_add(o, "worker_region",
+				       app->cfg.region[0] ? json_object_new_string(app->cfg.region) : NULL);
+	}
 	if (global) {
 		json_object *plans = json_object_new_object(), *arr = json_object_new_array();
 		for (unsigned i = 0; i < pl->nrows; i++)
@@ -362,6 +377,7 @@ out:
 	db_rows_free(top);
 	db_rows_free(ttl);
 	db_rows_free(val);
+	db_rows_free(reg);
 }
 
 void h_cache_timeseries(struct app *app, struct http_req *req)

@@ -329,7 +329,8 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 		 (o->sys.value ? chars(o->sys.value, o->sys.value_len) / 4 : 0);
 	if (o->caches) {
 		char buf[400];
-		int n = snprintf(buf, sizeof buf, "%lld|%s|", user->id, cache_tier_name(in->tier));
+		int n = snprintf(buf, sizeof buf, "%lld|%s|%s|", user->id, cache_tier_name(in->tier),
+				 cache_region(user->id));
 		memcpy(buf + n, o->key, o->klen);
 		qc_sha256_hex(buf, (size_t)n + o->klen, o->fkey);
 		/* the owner names the process first (8 hex), so operators can see
@@ -400,7 +401,7 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 			     int estimated, int store, const char *outcome)
 {
 	static const char sql[] =
-		"CALL qc_finish_generation(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+		"CALL qc_finish_generation(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 	char plan[33], task[65], model[65];
 	json_object *meta = NULL;
 	const char *ms = NULL;
@@ -423,7 +424,7 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
 	{
 		const char *arm = exp_arm_name((enum exp_arm)o->exp_arm);
-		struct db_val p[24] = {
+		struct db_val p[25] = {
 			DB_STR(o->rid), DB_INT(o->user.id), DB_INT(o->now),
 			DB_INT(o->r.prompt_tokens), DB_INT(o->r.completion_tokens), DB_INT(o->r.cost_micro),
 			DB_INT(store ? 1 : 0), DB_STR(cache_tier_name(o->in.tier)),
@@ -435,8 +436,9 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 			DB_STR(outcome), DB_STR(o->in.api == ORCH_API_OPENAI ? "openai" : "generate"),
 			DB_INT(o->in.stream ? 1 : 0),
 			o->exp_id ? DB_INT(o->exp_id) : DB_NULLV, arm ? DB_STR(arm) : DB_NULLV,
+			DB_STR(cache_region(o->user.id)),
 		};
-		rc = db_query(db, sql, p, 24, &r);
+		rc = db_query(db, sql, p, 25, &r);
 	}
 	json_object_put(meta);
 	if (rc != QC_OK)

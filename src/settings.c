@@ -56,6 +56,7 @@ static const struct opt opts[] = {
 	S(cache_saving_session, "0.0015"),
 	S(cache_saving_content, "0.0050"),
 	S(cache_storage_price, "0.005"),
+	S(region, ""),
 	I(cache_value_window_s, "86400", 60, 31LL * 86400),
 	S(upstream_base_url, "http://127.0.0.1:8081/v1"),
 	S(upstream_model, "gpt-4o-mini"),

@@ -47,6 +47,7 @@ struct config {
 	char *cache_saving_session;
 	char *cache_saving_content;
 	char *cache_storage_price;       /* dollars per GiB-hour stored (cost-aware plans) */
+	char *region;                    /* this worker's region ('' none): its cache entries */
 	long long cache_value_window_s;  /* hits per store learned over this window */
 	/* upstream */
 	char *upstream_base_url;
