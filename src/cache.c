@@ -418,6 +418,7 @@ struct plan_info {
 	char name[33];
 	int session, content, any_model, cost_aware;
 	long long session_ttl, content_ttl;
+	long long warm_budget, warm_hits, warm_next_pct;   /* warm_next_pct 0: off */
 	char models[512];
 };
 static struct plan_info plan_infos[32];
@@ -430,7 +431,8 @@ static int plan_lookup(struct db *db, const char *plan, time_t now, struct plan_
 {
 	static const char sql[] = "SELECT name, session_ttl_seconds IS NOT NULL,"
 				  " content_ttl_seconds IS NOT NULL, models, COALESCE(session_ttl_seconds, 0),"
-				  " COALESCE(content_ttl_seconds, 0), cache_policy = 'cost_aware' FROM plans";
+				  " COALESCE(content_ttl_seconds, 0), cache_policy = 'cost_aware',"
+				  " warm_tokens_per_day, warm_refresh_hits, COALESCE(warm_next_pct, 0) FROM plans";
 	int found = 0;
 
 	pthread_mutex_lock(&plan_mu);
@@ -452,6 +454,9 @@ static int plan_lookup(struct db *db, const char *plan, time_t now, struct plan_
 				p->session_ttl = db_cell_ll(r, i, 4);
 				p->content_ttl = db_cell_ll(r, i, 5);
 				p->cost_aware = (int)db_cell_ll(r, i, 6);
+				p->warm_budget = db_cell_ll(r, i, 7);
+				p->warm_hits = db_cell_ll(r, i, 8);
+				p->warm_next_pct = db_cell_ll(r, i, 9);
 			}
 			plan_infos_at = now;
 			db_rows_free(r);
@@ -486,6 +491,20 @@ int cache_plan_policy(struct db *db, const char *plan, enum cache_tier tier, tim
 		return rc;
 	*ttl_s = tier == CACHE_CONTENT ? p.content_ttl : tier == CACHE_SYSTEM ? 0 : p.session_ttl;
 	*cost_aware = p.cost_aware;
+	return 1;
+}
+
+int cache_plan_warming(struct db *db, const char *plan, time_t now, long long *budget,
+		       long long *refresh_hits, long long *next_pct)
+{
+	struct plan_info p;
+	int rc = plan_lookup(db, plan, now, &p);
+
+	if (rc <= 0)
+		return rc;
+	*budget = p.warm_budget;
+	*refresh_hits = p.warm_hits;
+	*next_pct = p.warm_next_pct;
 	return 1;
 }
 
@@ -821,6 +840,16 @@ enum qc_err cache_stats_regions(struct db *db, long long user, int global, time_
 {
 	struct db_val p[5] = { DB_INT(global), DB_INT(user), DB_INT(global), DB_INT(user), DB_INT(now) };
 	return db_query(db, SQL_ST_REGIONS, p, 5, out);
+}
+
+/* the warming spend (sql/015): the warming users' ledger rows, per plan */
+static const char SQL_ST_WARMING[] =
+	"SELECT plan, SUM(outcome = 'ok'), SUM(outcome = 'quota'), SUM(prompt_tokens + completion_tokens),"
+	" SUM(cost_micro) FROM usage_events WHERE task LIKE 'warm:%' GROUP BY plan ORDER BY plan";
+
+enum qc_err cache_stats_warming(struct db *db, struct db_rows **out)
+{
+	return db_query(db, SQL_ST_WARMING, NULL, 0, out);
 }
 
 enum qc_err cache_stats_value(struct db *db, long long user, int global, time_t now,

@@ -141,6 +141,11 @@ const char *cache_worth_name(enum cache_worth w);
  * 1, 0 if no such plan, -1 on a database error. */
 int cache_plan_policy(struct db *db, const char *plan, enum cache_tier tier, time_t now,
 		      long long *ttl_s, int *cost_aware);
+/* The plan's warming settings (sql/015_warming.sql): daily token budget (0:
+ * no warming), hits that make an entry worth refreshing, next-task
+ * probability threshold in % (0: next-task warming off).  As above. */
+int cache_plan_warming(struct db *db, const char *plan, time_t now, long long *budget,
+		       long long *refresh_hits, long long *next_pct);
 /* Hits and stores of task in tier over the window_s seconds before now,
  * from the ledger (usage_events), through a per-worker copy refreshed every
  * minute.  0, or -1 on a database error. */
@@ -176,6 +181,9 @@ enum qc_err cache_stats_ttl(struct db *db, long long user, int global, time_t no
 /* Rows per plan: plan, hits, misses, saved_micro, live entries and bytes of
  * the plan's current users. */
 enum qc_err cache_stats_plans(struct db *db, struct db_rows **out);
+/* Rows per plan: plan, warming calls, refused by the budget, tokens,
+ * cost_micro (the warming spend, billed to no user). */
+enum qc_err cache_stats_warming(struct db *db, struct db_rows **out);
 /* Rows per region ('' = none: the system tier, or workers without one):
  * region, hits, misses, saved_micro, live entries, bytes. */
 enum qc_err cache_stats_regions(struct db *db, long long user, int global, time_t now,

@@ -25,6 +25,7 @@
 
 #include "accum.h"
 #include "app.h"
+#include "warming.h"
 #include "dbpool.h"
 #include "inflight.h"
 #include "log.h"
@@ -244,6 +245,7 @@ int main(int argc, char **argv)
 		config_release(&app->cfg);
 		return 1;
 	}
+	warm_init(&app->cfg, app->inf);
 	srand((unsigned)getpid() ^ (unsigned)time(NULL));
 	/* failure is fine: requests answer 503 and reconnect */
 	{
@@ -287,10 +289,12 @@ int main(int argc, char **argv)
 	while (!sig) {
 		struct timespec tick = { 0, 250 * 1000000L };
 		int s = sigtimedwait(&term, NULL, &tick);
-		if (s == SIGTERM || s == SIGINT)
+		if (s == SIGTERM || s == SIGINT) {
 			sig = s;
-		else
+		} else {
 			flush(app, 0);
+			warm_tick(app->pool);   /* predictive warming, off the request path */
+		}
 	}
 	/* stop accepting: wake every request thread out of accept() */
 	atomic_store(&stopping, 1);
@@ -310,6 +314,7 @@ int main(int argc, char **argv)
 		}
 	}
 	free(tids);
+	warm_clear();
 	inflight_stop(app->inf, app->cfg.shutdown_grace_ms);
 	flush(app, 1);
 	log_info("main", "worker stopping");

@@ -258,6 +258,8 @@ static const struct family families[] = {
 	{ "qc_flight_waits_total", "counter", "Generations that waited for an identical call in flight.", 1 },
 	{ "qc_streams_total", "counter",
 	  "Streamed answers (SSE), by api (generate, openai) and outcome (ok, replayed, client_gone, broken).", 0 },
+	{ "qc_warming_total", "counter",
+	  "Warming calls by kind (refresh, next) and outcome (ok, present, budget, failed, busy, unlikely, dropped).", 0 },
 	{ "qc_cache_store_decisions_total", "counter",
 	  "Answers of cost-aware plans, by decision (stored, learning, exploring, skipped).", 0 },
 };

@@ -94,7 +94,13 @@ static void event(const struct orch *o, const char *outcome, long long saved_tok
 	memset(&ev, 0, sizeof ev);
 	ev.user_id = u->id;
 	qc_copy_utf8(ev.plan, sizeof ev.plan, u->plan);
-	qc_copy_utf8(ev.task, sizeof ev.task, in->task);
+	if (in->warm_for) {   /* the warming spend (sql/015): task 'warm:TASK' */
+		char t[80];
+		snprintf(t, sizeof t, "warm:%s", in->task);
+		qc_copy_utf8(ev.task, sizeof ev.task, t);
+	} else {
+		qc_copy_utf8(ev.task, sizeof ev.task, in->task);
+	}
 	qc_copy_utf8(ev.model, sizeof ev.model, r->model);
 	ev.prompt_tokens = r->cached ? 0 : r->prompt_tokens;
 	ev.completion_tokens = r->cached ? 0 : r->completion_tokens;
@@ -261,6 +267,7 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 	struct cache_entry e = { 0 };
 	time_t exp;
 	enum qc_err rc;
+	int flight;
 
 	memset(o, 0, sizeof *o);
 	o->cfg = cfg;
@@ -290,7 +297,7 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 	/* 0. an A/B experiment's control arm goes without the cache (SPEC §13) */
 	{
 		struct exp_running x;
-		if (exp_running(db, &x) == QC_OK && x.id) {
+		if (!in->warm_for && exp_running(db, &x) == QC_OK && x.id) {
 			o->exp_id = x.id;
 			o->exp_arm = (int)exp_arm_of(user->id, x.name, x.control_pct);
 		}
@@ -300,14 +307,29 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 		o->caches = 0;
 	else if ((o->caches = cache_plan_caches(db, user->plan, in->tier, now)) < 0)
 		return done(o, NULL, QC_EDBDOWN, NULL);
-	if (o->caches) {
+	if (in->warm_for) {
+		/* warming: only for a plan that caches the tier; next-task warming
+		 * only when the user has no such entry yet (a refresh replaces it) */
+		if (!o->caches)
+			return done(o, NULL, QC_EINPUT, NULL);
+		if (in->warm_kind == ORCH_WARM_NEXT) {
+			rc = cache_get(db, in->warm_for, in->tier, o->key, o->klen, now, &e);
+			if (rc == QC_OK) {
+				cache_entry_release(&e);
+				o->r.cached = 1;
+				return done(o, NULL, QC_OK, NULL);
+			}
+			if (rc != QC_ENOTFOUND)
+				return done(o, NULL, rc, NULL);
+		}
+	} else if (o->caches) {
 		rc = cache_get(db, user->id, in->tier, o->key, o->klen, now, &e);
 		if (rc == QC_OK)
 			return hit(o, db, &e);
 		if (rc != QC_ENOTFOUND)
 			return done(o, NULL, rc, NULL);
 	}
-	if (!in->bypass && o->exp_arm != EXP_CONTROL)
+	if (!in->bypass && !in->warm_for && o->exp_arm != EXP_CONTROL)
 		cache_note_miss(user->id, in->tier, user->plan, now);
 
 	/* 2. the system prompt (a miss only) must exist before anything is reserved */
@@ -319,15 +341,17 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 		}
 		if (rc != QC_OK)
 			return done(o, NULL, rc, NULL);
-		cache_note_hit(o->sys.id, user->id, CACHE_SYSTEM, user->plan, now,
-			       saving_micro(cfg, CACHE_SYSTEM));
+		if (!in->warm_for)
+			cache_note_hit(o->sys.id, user->id, CACHE_SYSTEM, user->plan, now,
+				       saving_micro(cfg, CACHE_SYSTEM));
 	}
 
 	/* 3. quota, and for cacheable plans the single-flight row of this
 	 * (user, tier, key) taken in the same transaction */
 	o->min = quota_prompt_min(in->prompt, in->prompt_len, in->max_tokens) +
 		 (o->sys.value ? chars(o->sys.value, o->sys.value_len) / 4 : 0);
-	if (o->caches) {
+	flight = o->caches && !in->warm_for;   /* a warming call waits for no one */
+	if (flight) {
 		char buf[400];
 		int n = snprintf(buf, sizeof buf, "%lld|%s|%s|", user->id, cache_tier_name(in->tier),
 				 cache_region(user->id));
@@ -340,7 +364,7 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 			return done(o, NULL, QC_EIO, NULL);
 	}
 	rc = quota_reserve_flight(db, user->id, in->task, o->min, now, cfg->reservation_ttl, 1,
-				  o->caches ? o->fkey : NULL, o->caches ? o->owner : NULL, o->hold_s,
+				  flight ? o->fkey : NULL, flight ? o->owner : NULL, o->hold_s,
 				  o->rid, &exp, &o->r.quota, &o->leading);
 	if (rc == QC_EQUOTA)
 		return done(o, NULL, rc, "quota");
@@ -348,7 +372,7 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 		o->rid[0] = 0;
 		return done(o, NULL, rc, NULL);
 	}
-	if (o->caches && !o->leading) {
+	if (flight && !o->leading) {
 		/* 4. an identical miss is already calling the upstream: wait for
 		 * its answer; past the lapse of its row (and a second), give up */
 		o->wait_deadline_ms = o->t0_ms + (o->hold_s + 1) * 1000;
@@ -396,6 +420,65 @@ enum orch_step orch_recheck(struct orch *o, struct db *db)
 	return ORCH_WAIT;
 }
 
+/* On a plan that warms (sql/015), an entry keeps what regenerating it needs:
+ * the prompt, the system prompt's key and max_tokens (not for OpenAI-style
+ * messages, which are never refreshed). */
+static void add_regen(struct orch *o, struct db *db, json_object *meta)
+{
+	long long budget = 0, hits, pct;
+	json_object *g;
+
+	if (o->in.messages || !o->in.prompt ||
+	    cache_plan_warming(db, o->user.plan, o->now, &budget, &hits, &pct) <= 0 || budget <= 0)
+		return;
+	g = json_object_new_object();
+	json_object_object_add(g, "prompt", json_object_new_string_len(o->in.prompt, (int)o->in.prompt_len));
+	if (o->in.system_prompt_key)
+		json_object_object_add(g, "system_prompt_key",
+				       json_object_new_string_len(o->in.system_prompt_key, (int)o->in.spk_len));
+	if (o->in.max_tokens)
+		json_object_object_add(g, "max_tokens", json_object_new_int64(o->in.max_tokens));
+	json_object_object_add(g, "model", json_object_new_string(o->model));
+	json_object_object_add(meta, "regen", g);
+	if (o->in.warm_for)
+		json_object_object_add(meta, "warmed", json_object_new_string(
+					       o->in.warm_kind == ORCH_WARM_REFRESH ? "refresh" : "next"));
+}
+
+/* The end of a warming call (sql/015_warming.sql): settle the warming user's
+ * reservation, store the answer for the user it is for, record the spend. */
+static enum qc_err finish_warming(struct orch *o, struct db *db, const struct upstream_result *ur,
+				  int estimated, int store, const char *ms, size_t mlen)
+{
+	static const char sql[] =
+		"CALL qc_finish_warming(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+	char plan[33], task[65], model[65];
+	struct db_rows *r = NULL;
+	enum qc_err rc;
+
+	qc_copy_utf8(plan, sizeof plan, o->user.plan);
+	qc_copy_utf8(task, sizeof task, o->in.task);
+	qc_copy_utf8(model, sizeof model, o->r.model);
+	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
+	{
+		struct db_val p[19] = {
+			DB_STR(o->rid), DB_INT(o->user.id), DB_INT(o->now),
+			DB_INT(o->r.prompt_tokens), DB_INT(o->r.completion_tokens), DB_INT(o->r.cost_micro),
+			DB_INT(store ? 1 : 0), DB_STR(cache_tier_name(o->in.tier)),
+			DB_BLOB(o->key, o->klen), DB_BLOB(ur->content, ur->content_len),
+			ms ? DB_BLOB(ms, mlen) : DB_NULLV, DB_INT(o->cfg->cache_user_max_bytes),
+			DB_STR(plan), DB_STR(task), DB_STR(model), DB_INT(o->r.latency_ms),
+			DB_INT(estimated), DB_STR(cache_region(o->in.warm_for)), DB_INT(o->in.warm_for),
+		};
+		rc = db_query(db, sql, p, 19, &r);
+	}
+	if (rc != QC_OK)
+		return rc;
+	db_rows_free(r);
+	o->rid[0] = 0;
+	return QC_OK;
+}
+
 /* The billing transaction of a fresh answer (sql/007_billing.sql). */
 static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstream_result *ur,
 			     int estimated, int store, const char *outcome)
@@ -416,7 +499,13 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 		json_object_object_add(meta, "prompt_tokens", json_object_new_int64(o->r.prompt_tokens));
 		json_object_object_add(meta, "completion_tokens", json_object_new_int64(o->r.completion_tokens));
 		json_object_object_add(meta, "finish_reason", json_object_new_string(o->r.finish_reason));
+		add_regen(o, db, meta);
 		ms = json_object_to_json_string_length(meta, JSON_C_TO_STRING_PLAIN, &mlen);
+	}
+	if (o->in.warm_for) {
+		rc = finish_warming(o, db, ur, estimated, store, ms, mlen);
+		json_object_put(meta);
+		return rc;
 	}
 	qc_copy_utf8(plan, sizeof plan, o->user.plan);
 	qc_copy_utf8(task, sizeof task, o->in.task);

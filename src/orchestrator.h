@@ -52,6 +52,10 @@ struct gen_request {
 	int include_usage;               /* ... with the usage chunk */
 	int bypass;                      /* no cache read or store, no single flight */
 	int api;                         /* ORCH_API_*: the ledger's api column */
+	/* a warming call (warming.h): the user the answer is for (the orch's
+	 * user is the plan's warming user, who pays), and why */
+	long long warm_for;
+	enum { ORCH_WARM_NONE, ORCH_WARM_REFRESH, ORCH_WARM_NEXT } warm_kind;
 };
 
 enum { ORCH_API_GENERATE, ORCH_API_OPENAI };
