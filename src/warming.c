@@ -176,7 +176,8 @@ static int start_job(struct db *db, const struct warm_job *j, time_t now)
 	json_object *doc;
 	enum orch_step step;
 
-	if (cache_plan_warming(db, j->plan, now, &budget, &hits, &pct) <= 0 || budget <= 0)
+	if (cache_plan_warming(db, j->plan, now, &budget, &hits, &pct) <= 0 || budget <= 0 ||
+	    cache_plan_caches(db, j->plan, j->tier, now) <= 0)
 		return 0;
 	if (db_query(db, "CALL qc_warming_user(?)", p, 1, &r) != QC_OK)
 		return -1;
