@@ -350,11 +350,13 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 	 * (user, tier, key) taken in the same transaction */
 	o->min = quota_prompt_min(in->prompt, in->prompt_len, in->max_tokens) +
 		 (o->sys.value ? chars(o->sys.value, o->sys.value_len) / 4 : 0);
-	flight = o->caches && !in->warm_for;   /* a warming call waits for no one */
+	flight = o->caches;
 	if (flight) {
+		/* a warming call leads the flight of the user it is for: their own
+		 * identical request meanwhile waits for its answer */
+		long long fu = in->warm_for ? in->warm_for : user->id;
 		char buf[400];
-		int n = snprintf(buf, sizeof buf, "%lld|%s|%s|", user->id, cache_tier_name(in->tier),
-				 cache_region(user->id));
+		int n = snprintf(buf, sizeof buf, "%lld|%s|%s|", fu, cache_tier_name(in->tier), cache_region(fu));
 		memcpy(buf + n, o->key, o->klen);
 		qc_sha256_hex(buf, (size_t)n + o->klen, o->fkey);
 		/* the owner names the process first (8 hex), so operators can see
@@ -371,6 +373,11 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 	if (rc != QC_OK) {
 		o->rid[0] = 0;
 		return done(o, NULL, rc, NULL);
+	}
+	if (flight && !o->leading && in->warm_for) {
+		/* the user's own identical request is calling: nothing to warm */
+		o->r.cached = 1;
+		return done(o, db, QC_OK, NULL);
 	}
 	if (flight && !o->leading) {
 		/* 4. an identical miss is already calling the upstream: wait for

@@ -8,9 +8,11 @@ P(next task | this task) reaches warm_next_pct.  Both spend the plan's daily
 warming budget through its warming user's reservations: never billed to the
 user, recorded in the ledger as 'warm:TASK', never past the budget even with
 every worker sweeping at once.  Needs the test clock."""
+import json
 import os
 import secrets
 import time
+import urllib.request
 
 from qc import check, done, get, is_problem, new_user, parallel, post, request, sql, sql_write
 
@@ -42,6 +44,11 @@ def poll(fn, what, tries=60):
             return v
         time.sleep(0.25)
     return fn()
+
+
+def mock_calls():
+    with urllib.request.urlopen(os.environ["QC_MOCK_URL"] + "/_calls", timeout=10) as r:
+        return json.loads(r.read())["completions"]
 
 
 def one(q):
@@ -111,6 +118,17 @@ try:
     r2 = gen(vkey, letter, "letter for posting 98", T3 + 300)
     check(r.status == 200 and r2.json["cached"] is False,
           "P(letter | extraction) = 0: the letter was not generated ahead", r2)
+    # the user's own request while the warming call is in flight waits for it:
+    # one upstream call either way, whichever of the two starts first
+    before = mock_calls()
+    slow_cv = "[[latency:1500]] cv for posting 96"
+    gen(vkey, ext, "posting 96", T3 + 400, next={"task": cv, "prompt": slow_cv})
+    time.sleep(0.7)
+    r = gen(vkey, cv, slow_cv, T3 + 401)
+    time.sleep(0.5)
+    check(r.status == 200 and mock_calls() - before == 2,
+          "the user's request during the warming call: one upstream call for it (plus the extraction's)",
+          (r, mock_calls() - before))
     pid, pkey, _ = new_user("pro_monthly", prefix="nowarm")
     gen(pkey, ext, "posting 97", T3, next={"task": cv, "prompt": "cv for posting 97"})
     time.sleep(1.5)
