@@ -50,7 +50,7 @@ double warm_next_prob(const struct warm_model *m, const char *from, const char *
 {
 	int a = task_index((struct warm_model *)m, from, 0), b = task_index((struct warm_model *)m, to, 0);
 
-	if (a < 0 || b < 0 || m->n[a] == 0)
+	if (a < 0 || b < 0 || m->n[a] < WARM_MIN_SAMPLES)
 		return 0;
 	return (double)m->next[a][b] / (double)m->n[a];
 }

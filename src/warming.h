@@ -49,8 +49,9 @@ struct warm_model {
 };
 /* Learn m from ev[0..n) (tasks past WARM_MAX_TASKS are ignored). */
 void warm_learn(const struct warm_event *ev, size_t n, long long gap_s, struct warm_model *m);
-/* P(the user's next call is task to | this call is task from): 0 when from
- * was never seen. */
+/* P(the user's next call is task to | this call is task from): 0 until
+ * from was seen WARM_MIN_SAMPLES times (a few calls say little). */
+#define WARM_MIN_SAMPLES 20
 double warm_next_prob(const struct warm_model *m, const char *from, const char *to);
 /* Refresh-ahead: 1 if an entry hit `hits` times, expiring at `expires` (0:
  * never), is due for regeneration at now. */

@@ -97,7 +97,7 @@ try:
     # --- next-task warming -----------------------------------------------------------
     ext, cv, letter = f"ext_{TAG}", f"cvn_{TAG}", f"letter_{TAG}"
     T2 = T + 10000
-    hist = [new_user("test_warm", prefix=f"hist{i}") for i in range(8)]
+    hist = [new_user("test_warm", prefix=f"hist{i}") for i in range(20)]
     for i, (hid, hkey, _) in enumerate(hist):   # half of the users go on to the CV
         check(gen(hkey, ext, f"posting {i}", T2 + i).status == 200, f"history: user {i} extracts")
         if i % 2 == 0:
@@ -107,7 +107,7 @@ try:
     r = gen(vkey, ext, "posting 99", T3, next={"task": cv, "prompt": "cv for posting 99"})
     check(r.status == 200, "a generation naming its likely next request", r)
     warmed = poll(lambda: one(f"SELECT COUNT(*) FROM ai_cache WHERE user_id = {vid}") == "2", "warmed")
-    check(warmed, "P(CV | extraction) = 4/9 (this call included) reaches warm_next_pct 40: the CV is generated ahead")
+    check(warmed, "P(CV | extraction) = 10/21 (this call included) reaches warm_next_pct 40: the CV is generated ahead")
     used_v = get("/api/v1/quota/status", key=vkey, headers=at(T3)).json["daily"]["used"]
     r = gen(vkey, cv, "cv for posting 99", T3 + 120)
     check(r.status == 200 and r.json["cached"] is True, "the user's next request is a hit", r)

@@ -22,13 +22,26 @@ int main(void)
 		{ 4, "extraction", 50 }, { 4, "extraction", 60 }, { 4, "letter", 70 },
 	};
 
+	/* the sequences repeated until every task has been seen often enough */
+	static struct warm_event evs[10 * WARM_MIN_SAMPLES];
+	size_t nev = 0;
+	for (int k = 0; k < WARM_MIN_SAMPLES; k++)
+		for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) {
+			evs[nev] = ev[i];
+			evs[nev].user += 10 * k;   /* other users each round */
+			nev++;
+		}
 	warm_learn(ev, sizeof ev / sizeof ev[0], 3600, &m);
+	CHECK(m.n[0] == 5 && warm_next_prob(&m, "extraction", "cv") == 0,
+	      "5 extractions are too few to say anything (fewer than %d)", WARM_MIN_SAMPLES);
+	warm_learn(evs, nev, 3600, &m);
 	CHECK(m.ntasks == 3, "three tasks seen (%u)", m.ntasks);
 	/* extraction: 5 calls; followed by cv twice (users 1, 2), by extraction
 	 * once (user 4); user 3's cv came too late; the last of user 2 is cv */
 	CHECK(warm_next_prob(&m, "extraction", "cv") == 2.0 / 5.0, "P(cv | extraction) = 2/5");
 	CHECK(warm_next_prob(&m, "extraction", "extraction") == 1.0 / 5.0, "P(extraction | extraction) = 1/5");
 	CHECK(warm_next_prob(&m, "cv", "letter") == 1.0 / 3.0, "P(letter | cv) = 1/3 (user 1 of 3 cv calls)");
+	CHECK(m.n[0] == 5 * WARM_MIN_SAMPLES, "every round counted");
 	CHECK(warm_next_prob(&m, "letter", "cv") == 0, "nothing follows a letter");
 	CHECK(warm_next_prob(&m, "interview", "cv") == 0 && warm_next_prob(&m, "cv", "interview") == 0,
 	      "an unseen task: probability 0");
@@ -36,7 +49,8 @@ int main(void)
 	{
 		const struct warm_event two[] = { { 1, "a", 10 }, { 2, "b", 11 } };
 		warm_learn(two, 2, 3600, &m);
-		CHECK(warm_next_prob(&m, "a", "b") == 0, "a different user's next call does not count");
+		CHECK(m.ntasks == 2 && m.n[0] == 1 && m.next[0][1] == 0,
+		      "a different user's next call does not count");
 	}
 	warm_learn(ev, 0, 3600, &m);
 	CHECK(m.ntasks == 0 && warm_next_prob(&m, "a", "b") == 0, "no events: nothing learned");
@@ -49,7 +63,7 @@ int main(void)
 			many[i] = (struct warm_event){ 9, names[i], i };
 		}
 		warm_learn(many, WARM_MAX_TASKS + 10, 3600, &m);
-		CHECK(m.ntasks == WARM_MAX_TASKS && warm_next_prob(&m, "t0", "t1") == 1.0,
+		CHECK(m.ntasks == WARM_MAX_TASKS && m.next[0][1] == 1 && m.n[WARM_MAX_TASKS - 1] == 1,
 		      "at most %d tasks are learned", WARM_MAX_TASKS);
 	}
 
