@@ -120,6 +120,7 @@ class Replayer:
         self.gates = []
         self.pool = None
         self.marker = f"[[latency:{a.latency_ms}]] " if a.latency_ms > 0 else ""
+        self.sweeps_started = 0
 
     # --- HTTP ---------------------------------------------------------------
     def conn(self, fresh=False):
@@ -132,8 +133,11 @@ class Replayer:
         return c
 
     def post(self, ev):
-        body = json.dumps({"task": ev["task"], "prompt": self.marker + ev["prompt"],
-                           "cache_tier": ev["tier"]}).encode()
+        req = {"task": ev["task"], "prompt": self.marker + ev["prompt"], "cache_tier": ev["tier"]}
+        if self.a.hints and ev.get("next"):
+            n = ev["next"]
+            req["next"] = {"task": n["task"], "prompt": self.marker + n["prompt"], "cache_tier": n["tier"]}
+        body = json.dumps(req).encode()
         hdrs = {"Content-Type": "application/json", "Authorization": "Bearer " + self.keys[ev["user"]],
                 "X-QC-Test-Now": str(int(self.a.start + ev["t"]))}
         for attempt in (0, 1):
@@ -256,6 +260,20 @@ class Replayer:
             self.pool.submit(self.run_one, ev)
         g.done.set()
 
+    def sweep(self, x):
+        """Refresh-ahead at simulated time x (the workers' own sweeps follow the
+        wall clock, which the replay does not)."""
+        c = http.client.HTTPConnection(self.host, self.port, timeout=120)
+        try:
+            c.request("POST", "/api/v1/admin/warming/run", b"",
+                      {"Authorization": "Bearer " + self.a.admin_key, "X-QC-Test-Now": str(int(x))})
+            r = c.getresponse()
+            data = r.read()
+            if r.status == 200:
+                self.sweeps_started += json.loads(data).get("started", 0)
+        finally:
+            c.close()
+
     def drain(self):
         for _ in range(self.a.threads):
             self.slots.acquire()
@@ -277,6 +295,11 @@ def main():
     ap.add_argument("--start", type=int, help="epoch seconds of t = 0 (default: see the header)")
     ap.add_argument("--sample-min", type=float, default=10.0, help="simulated minutes between byte samples")
     ap.add_argument("--full-drain", action="store_true", help="pause everything for each sample (see the header)")
+    ap.add_argument("--hints", action="store_true",
+                    help='send each event\'s next step as the "next" request (next-task warming)')
+    ap.add_argument("--sweep-min", type=float, default=0,
+                    help="run the refresh-ahead sweep every so many simulated minutes (needs --admin-key)")
+    ap.add_argument("--admin-key", help="an admin key, for --sweep-min")
     a = ap.parse_args()
 
     events = read_trace(a.trace)
@@ -297,7 +320,10 @@ def main():
         sys.exit(f"replay: {len(keys)} keys but {len(ids)} known to the database")
     users = "(" + ",".join(str(i) for i in ids.values()) + ")"
 
+    if a.sweep_min > 0 and not a.admin_key:
+        sys.exit("replay: --sweep-min needs --admin-key")
     step = a.sample_min * 60.0
+    sweep_step, next_sweep = a.sweep_min * 60.0, a.sweep_min * 60.0
     nsamples = int(a.hours * 3600.0 // step) + 1   # at 0, step, ..., <= hours
     rp = Replayer(a, keys, db, ids)
     calls0 = mock_completions(a.mock)
@@ -317,6 +343,9 @@ def main():
                     print(f"replay: {k * step / 3600:g} h simulated, {rp.requests} requests, {rp.hits} hits, "
                           f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
                 k += 1
+            while sweep_step > 0 and ev["t"] > next_sweep:
+                rp.sweep(a.start + next_sweep)
+                next_sweep += sweep_step
             rp.slots.acquire()
             rp.submit(ev)
         if rp.gate is not None:
@@ -362,6 +391,8 @@ def main():
         "billed_usd": int(billed) / 1e6, "saved_usd": int(saved) / 1e6,
         "bytes_peak": max(samples, default=0), "bytes_mean": round(mean),
         "byte_hours": round(mean * a.hours), "warming_usd": int(warming) / 1e6,
+        "refreshes_started": rp.sweeps_started,
+        "warming_calls": int(db.scalar("SELECT COUNT(*) FROM usage_events WHERE task LIKE 'warm:%' AND outcome = 'ok'")),
         "ledger_rows": int(ledger_rows), "ledger_hits": int(ledger_hits),
         "samples": len(samples), "sim_hours": a.hours, "start_epoch": a.start,
         "threads": a.threads, "latency_p50_ms": pct(0.5), "latency_p99_ms": pct(0.99),

@@ -11,7 +11,8 @@
 # its users (each with a no-limit override: quotas never refuse here), then,
 # for each CONFIGURATION below: stops lighttpd (its workers flush what they
 # hold), empties the cache, the ledger and the counters, runs the
-# configuration's SQL as root, starts lighttpd again (fresh plan caches),
+# configuration's SQL as root, starts lighttpd again (fresh plan caches, the
+# configuration's own settings),
 # resets the mock and replays the trace with bench/replay.py (every prompt
 # answered by the mock after 300 ms; the simulated clock through
 # X-QC-Test-Now).  The database's event scheduler is off: its EVENTs expire
@@ -22,11 +23,26 @@
 set -euo pipefail
 
 # CONFIGURATIONS: "name|SQL run as root in the quotacache database before the
-# replay".  Add a line per feature (warming, cost-aware, ...).
+# replay|settings added to the workers' configuration (';' between them)|
+# bench/replay.py options".  Every SQL starts from the defaults
+# (PLAN_DEFAULTS).  Add a line per feature.  Warming writes entries off the
+# request path, so its replays pause everything for each bytes sample
+# (--full-drain); the refresh-ahead sweep runs every simulated minute.
+PLAN_DEFAULTS="UPDATE plans SET ttl_adaptive = 0, cache_policy = 'always', cache_full_policy = 'refuse',"
+PLAN_DEFAULTS+=" warm_tokens_per_day = 0, warm_refresh_hits = 3, warm_next_pct = NULL"
+WARM="warm_tokens_per_day = 300000"
+ALL="ttl_adaptive = 1, ttl_cold_pct = 75, ttl_max_pct = 400, cache_policy = 'cost_aware', $WARM,"
+ALL+=" warm_refresh_hits = 2, warm_next_pct = 50"
 CONFIGS=(
-	"fixed|UPDATE plans SET ttl_adaptive = 0"
-	"adaptive_ttl|UPDATE plans SET ttl_adaptive = 1, ttl_cold_pct = 50, ttl_max_pct = 400"
-	"adaptive_ttl_cold75|UPDATE plans SET ttl_adaptive = 1, ttl_cold_pct = 75, ttl_max_pct = 400"
+	"fixed|$PLAN_DEFAULTS||"
+	"adaptive_ttl|$PLAN_DEFAULTS; UPDATE plans SET ttl_adaptive = 1, ttl_cold_pct = 50, ttl_max_pct = 400||"
+	"adaptive_ttl_cold75|$PLAN_DEFAULTS; UPDATE plans SET ttl_adaptive = 1, ttl_cold_pct = 75, ttl_max_pct = 400||"
+	"cost_aware|$PLAN_DEFAULTS; UPDATE plans SET cache_policy = 'cost_aware'||"
+	"cost_aware_price20|$PLAN_DEFAULTS; UPDATE plans SET cache_policy = 'cost_aware'|cache_storage_price = 20|"
+	"cost_aware_price100|$PLAN_DEFAULTS; UPDATE plans SET cache_policy = 'cost_aware'|cache_storage_price = 100|"
+	"warming_refresh|$PLAN_DEFAULTS; UPDATE plans SET $WARM, warm_refresh_hits = 2||--sweep-min 1 --full-drain"
+	"warming_next|$PLAN_DEFAULTS; UPDATE plans SET $WARM, warm_next_pct = 50||--hints --full-drain"
+	"all|$PLAN_DEFAULTS; UPDATE plans SET $ALL||--hints --sweep-min 1 --full-drain"
 )
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -118,6 +134,7 @@ while IFS=$'\t' read -r id email _; do
 		--reason replay >/dev/null
 done < <("$CTL" user list)
 
+ADMIN_KEY=$("$CTL" user add --email replay-admin@bench.invalid --plan enterprise --admin 2>/dev/null)
 PORT=$(free_port)
 BASE=http://127.0.0.1:$PORT
 START=$((($(date +%s) / 3600 + 2) * 3600))   # t = 0: the same simulated window for every configuration
@@ -127,18 +144,20 @@ UPDATE cache_usage SET bytes = 0, entries = 0;"
 
 NAMES=()
 for c in "${SELECTED[@]}"; do
-	name=${c%%|*} csql=${c#*|}
+	IFS='|' read -r name csql extra ropts <<<"$c"
 	NAMES+=("$name")
+	RUNCONF=$VAR/quotacache-$name.conf
+	{ cat "$CONF"; tr ';' '\n' <<<"$extra" | sed 's/^ *//'; } >"$RUNCONF"
 	# stopped first: the workers flush their batched counters when they stop
 	bash "$ROOT/scripts/lighttpd.sh" stop "$VAR" >/dev/null 2>&1 || true
 	sql "$RESET_SQL"
 	sql "$csql"
-	bash "$ROOT/scripts/lighttpd.sh" start "$VAR" "$PORT" "$WORKERS" "$WORKER" "$CONF" "$ROOT/www" >&2
+	bash "$ROOT/scripts/lighttpd.sh" start "$VAR" "$PORT" "$WORKERS" "$WORKER" "$RUNCONF" "$ROOT/www" >&2
 	curl -fsS -X POST "http://127.0.0.1:$MOCKPORT/_reset" >/dev/null
 	say "$name: replaying $EVENTS events"
 	python3 "$BENCH/replay.py" "$TRACE" --keys "$KEYS" --base "$BASE" --mock "http://127.0.0.1:$MOCKPORT" \
 		--mycnf "$MYCNF" --threads "$THREADS" --latency-ms "$LATENCY_MS" --hours "$HOURS" \
-		--start "$START" >"$OUT/replay-$name.json" &
+		--start "$START" --admin-key "$ADMIN_KEY" $ropts >"$OUT/replay-$name.json" &
 	REPLAY_PID=$!
 	wait "$REPLAY_PID"
 	REPLAY_PID=""
@@ -153,8 +172,8 @@ done
 	echo "answers each miss after $LATENCY_MS ms; mock-model at \$0.00015 / \$0.0006 per 1K tokens in / out. Bytes: live user"
 	echo "cache entries every 10 simulated minutes (peak, trapezoid mean); byte-hours = mean x $HOURS h. Quotas: no limits."
 	echo
-	echo "| configuration | requests | hit ratio | upstream calls | billed \$ | saved \$ | bytes peak | bytes mean | byte-hours | saved \$ per GiB-hour | warming \$ | errors | wall s |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| configuration | requests | hit ratio | upstream calls | billed \$ | saved \$ | bytes peak | bytes mean | byte-hours | saved \$ per GiB-hour | warming calls | warming \$ | errors | wall s |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for name in "${NAMES[@]}"; do
 		python3 - "$name" "$OUT/replay-$name.json" <<'PY'
 import json, sys
@@ -164,7 +183,7 @@ per = f"{j['saved_usd'] / gib_h:,.0f}" if gib_h > 0 else "-"
 errors = sum(j["other_statuses"].values())
 print(f"| {n} | {j['requests']:,} | {j['hit_ratio']:.1%} | {j['upstream_calls']:,} | {j['billed_usd']:.4f} | "
       f"{j['saved_usd']:.4f} | {j['bytes_peak']:,} | {j['bytes_mean']:,} | {j['byte_hours']:,} | {per} | "
-      f"{j['warming_usd']:.4f} | {errors}{' ' + json.dumps(j['other_statuses']) if errors else ''} | {j['elapsed_s']} |")
+      f"{j['warming_calls']:,} | {j['warming_usd']:.4f} | {errors}{' ' + json.dumps(j['other_statuses']) if errors else ''} | {j['elapsed_s']} |")
 PY
 	done
 } >"$OUT/replay.md"

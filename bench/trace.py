@@ -8,7 +8,8 @@ SPEC §13), Python 3 standard library only.
 
 Prints one JSON object a line, in time order:
     {"t": SECONDS_FROM_START, "user": INDEX, "plan": NAME, "task": TASK,
-     "prompt": TEXT, "tier": "session"|"content"}
+     "prompt": TEXT, "tier": "session"|"content",
+     "next": {"task", "prompt", "tier"}}   (the session's next step, but the last)
 and a one-line summary on stderr.  The same arguments give byte-identical
 output (everything is drawn from one random.Random(seed); prompt texts from
 their own string-seeded generators).
@@ -166,9 +167,13 @@ def main():
             out.write(f"{user} {plan}\n")
         return
     events, sessions, counts = generate(a)
-    for t, user, _, plan, task, job in events:
-        out.write(json.dumps({"t": t, "user": user, "plan": plan, "task": task,
-                              "prompt": prompt_of(task, job), "tier": TIER_OF[task]}) + "\n")
+    for t, user, i, plan, task, job in events:
+        ev = {"t": t, "user": user, "plan": plan, "task": task, "prompt": prompt_of(task, job),
+              "tier": TIER_OF[task]}
+        if i + 1 < len(STEPS):   # what the app would ask next for this posting (a hint; the user may not)
+            nxt = STEPS[i + 1]
+            ev["next"] = {"task": nxt, "prompt": prompt_of(nxt, job), "tier": TIER_OF[nxt]}
+        out.write(json.dumps(ev) + "\n")
     mix = " ".join(f"{name}={counts[name]}" for name, _ in PLAN_MIX)
     print(f"trace: seed {a.seed}, {a.users} users ({mix}), {a.hours:g} h, Zipf s = {a.zipf:g} over {a.pool} "
           f"prompts a task, revisit {a.revisit:g}, rate x{a.rate:g}: {sessions} sessions, {len(events)} events",

@@ -95,5 +95,11 @@ void h_models(struct app *, struct http_req *);
 void h_oai_chat(struct app *, struct http_req *);
 void h_usage(struct app *, struct http_req *);
 void h_metrics(struct app *, struct http_req *);
+void h_warming_run(struct app *, struct http_req *);
+void h_exp_list(struct app *, struct http_req *);
+void h_exp_create(struct app *, struct http_req *);
+void h_exp_get(struct app *, struct http_req *);
+void h_exp_start(struct app *, struct http_req *);
+void h_exp_stop(struct app *, struct http_req *);
 
 #endif

@@ -162,10 +162,39 @@ int cache_utf8_ok(const char *data, size_t len)
 static const char SQL_GET[] =
 	"SELECT id, value, value_is_json, metadata, UNIX_TIMESTAMP(created_at),"
 	" UNIX_TIMESTAMP(expires_at), access_count, gen_tokens, gen_cost_micro FROM ai_cache"
-	" WHERE cache_key = ? AND cache_type = ? AND user_id = ?"
+	" WHERE cache_key = ? AND cache_type = ? AND user_id = ? AND region = ?"
 	" AND (expires_at IS NULL OR expires_at > FROM_UNIXTIME(?))";
-static const char SQL_PUT[] = "CALL qc_cache_put(?, ?, ?, ?, ?, ?, ?, ?, ?)";
-static const char SQL_DELETE[] = "CALL qc_cache_delete(?, ?, ?)";
+static const char SQL_PUT[] = "CALL qc_cache_put(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+static const char SQL_DELETE[] = "CALL qc_cache_delete(?, ?, ?, ?)";
+
+/* this process's region: written once by cache_set_region before any thread
+ * starts, read-only afterwards */
+static char region[CACHE_REGION_MAX + 1];
+
+int cache_region_ok(const char *r)
+{
+	size_t n = strlen(r);
+
+	if (n > CACHE_REGION_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((r[i] >= 'a' && r[i] <= 'z') || (r[i] >= '0' && r[i] <= '9') || r[i] == '-'))
+			return 0;
+	return 1;
+}
+
+int cache_set_region(const char *r)
+{
+	if (!r || !cache_region_ok(r))
+		return -1;
+	snprintf(region, sizeof region, "%s", r);
+	return 0;
+}
+
+const char *cache_region(long long user)
+{
+	return user == 0 ? "" : region;
+}
 static const char SQL_REMOVE[] = "CALL qc_cache_remove(?, ?, ?)";
 
 /* hits recorded in this worker and not yet flushed (two accumulators) */
@@ -205,17 +234,17 @@ static long long pending_for(long long id)
 enum qc_err cache_get(struct db *db, long long user, enum cache_tier tier,
 		      const char *key, size_t klen, time_t now, struct cache_entry *e)
 {
-	struct db_val p[4] = { DB_BLOB(key, klen), DB_STR(cache_tier_name(tier)),
-			       DB_INT(user), DB_INT(now) };
+	struct db_val p[5] = { DB_BLOB(key, klen), DB_STR(cache_tier_name(tier)),
+			       DB_INT(user), DB_STR(cache_region(user)), DB_INT(now) };
 	struct db_rows *r = NULL;
 	enum qc_err rc;
 
 	memset(e, 0, sizeof *e);
-	if ((rc = db_query(db, SQL_GET, p, 4, &r)) != QC_OK)
+	if ((rc = db_query(db, SQL_GET, p, 5, &r)) != QC_OK)
 		return rc;
 	if (r->nrows != 1 && db_galera(db)) {   /* stored through another node a moment ago? */
 		db_rows_free(r);
-		if ((rc = db_query_synced(db, SQL_GET, p, 4, &r)) != QC_OK)
+		if ((rc = db_query_synced(db, SQL_GET, p, 5, &r)) != QC_OK)
 			return rc;
 	}
 	if (r->nrows != 1) {
@@ -254,18 +283,18 @@ enum qc_err cache_put(struct db *db, long long user, enum cache_tier tier,
 		      time_t now, long long cap, enum cache_put_outcome *outcome,
 		      time_t *expires)
 {
-	struct db_val p[9] = {
+	struct db_val p[10] = {
 		DB_INT(user), DB_STR(cache_tier_name(tier)), DB_BLOB(key, klen),
 		DB_BLOB(value, vlen), DB_INT(value_is_json),
 		meta ? DB_BLOB(meta, mlen) : DB_NULLV,
-		ttl > 0 ? DB_INT(ttl) : DB_NULLV, DB_INT(now), DB_INT(cap),
+		ttl > 0 ? DB_INT(ttl) : DB_NULLV, DB_INT(now), DB_INT(cap), DB_STR(cache_region(user)),
 	};
 	struct db_rows *r = NULL;
 	enum qc_err rc;
 	const char *o;
 
 	*expires = 0;
-	if ((rc = db_query(db, SQL_PUT, p, 9, &r)) != QC_OK)
+	if ((rc = db_query(db, SQL_PUT, p, 10, &r)) != QC_OK)
 		return rc;
 	if (r->nrows != 1) {
 		db_rows_free(r);
@@ -283,11 +312,12 @@ enum qc_err cache_put(struct db *db, long long user, enum cache_tier tier,
 enum qc_err cache_delete(struct db *db, long long user, enum cache_tier tier,
 			 const char *key, size_t klen)
 {
-	struct db_val p[3] = { DB_INT(user), DB_STR(cache_tier_name(tier)), DB_BLOB(key, klen) };
+	struct db_val p[4] = { DB_INT(user), DB_STR(cache_tier_name(tier)), DB_BLOB(key, klen),
+			       DB_STR(cache_region(user)) };
 	struct db_rows *r = NULL;
 	enum qc_err rc;
 
-	if ((rc = db_query(db, SQL_DELETE, p, 3, &r)) != QC_OK)
+	if ((rc = db_query(db, SQL_DELETE, p, 4, &r)) != QC_OK)
 		return rc;
 	rc = db_cell_ll(r, 0, 0) > 0 ? QC_OK : QC_ENOTFOUND;
 	db_rows_free(r);
@@ -388,6 +418,7 @@ struct plan_info {
 	char name[33];
 	int session, content, any_model, cost_aware;
 	long long session_ttl, content_ttl;
+	long long warm_budget, warm_hits, warm_next_pct;   /* warm_next_pct 0: off */
 	char models[512];
 };
 static struct plan_info plan_infos[32];
@@ -400,7 +431,8 @@ static int plan_lookup(struct db *db, const char *plan, time_t now, struct plan_
 {
 	static const char sql[] = "SELECT name, session_ttl_seconds IS NOT NULL,"
 				  " content_ttl_seconds IS NOT NULL, models, COALESCE(session_ttl_seconds, 0),"
-				  " COALESCE(content_ttl_seconds, 0), cache_policy = 'cost_aware' FROM plans";
+				  " COALESCE(content_ttl_seconds, 0), cache_policy = 'cost_aware',"
+				  " warm_tokens_per_day, warm_refresh_hits, COALESCE(warm_next_pct, 0) FROM plans";
 	int found = 0;
 
 	pthread_mutex_lock(&plan_mu);
@@ -422,6 +454,9 @@ static int plan_lookup(struct db *db, const char *plan, time_t now, struct plan_
 				p->session_ttl = db_cell_ll(r, i, 4);
 				p->content_ttl = db_cell_ll(r, i, 5);
 				p->cost_aware = (int)db_cell_ll(r, i, 6);
+				p->warm_budget = db_cell_ll(r, i, 7);
+				p->warm_hits = db_cell_ll(r, i, 8);
+				p->warm_next_pct = db_cell_ll(r, i, 9);
 			}
 			plan_infos_at = now;
 			db_rows_free(r);
@@ -456,6 +491,20 @@ int cache_plan_policy(struct db *db, const char *plan, enum cache_tier tier, tim
 		return rc;
 	*ttl_s = tier == CACHE_CONTENT ? p.content_ttl : tier == CACHE_SYSTEM ? 0 : p.session_ttl;
 	*cost_aware = p.cost_aware;
+	return 1;
+}
+
+int cache_plan_warming(struct db *db, const char *plan, time_t now, long long *budget,
+		       long long *refresh_hits, long long *next_pct)
+{
+	struct plan_info p;
+	int rc = plan_lookup(db, plan, now, &p);
+
+	if (rc <= 0)
+		return rc;
+	*budget = p.warm_budget;
+	*refresh_hits = p.warm_hits;
+	*next_pct = p.warm_next_pct;
 	return 1;
 }
 
@@ -698,26 +747,27 @@ static enum qc_err write_hits(struct db *db, void *recs, unsigned n)
 static enum qc_err write_stats(struct db *db, void *recs, unsigned n)
 {
 	const struct pending_stat *st = recs;
-	struct db_val *p = calloc((size_t)n * 7, sizeof *p);
+	struct db_val *p = calloc((size_t)n * 8, sizeof *p);
 	enum qc_err rc;
 
 	if (!p)
 		return QC_ENOMEM;
 	for (unsigned i = 0; i < n; i++) {
 		const struct pending_stat *s = &st[i];
-		p[7 * i] = DB_INT(s->bucket);
-		p[7 * i + 1] = DB_INT(s->user);
-		p[7 * i + 2] = DB_STR(cache_tier_name(s->tier));
-		p[7 * i + 3] = DB_STR(s->plan);
-		p[7 * i + 4] = DB_INT(s->hits);
-		p[7 * i + 5] = DB_INT(s->misses);
-		p[7 * i + 6] = DB_INT(s->saved);
+		p[8 * i] = DB_INT(s->bucket);
+		p[8 * i + 1] = DB_INT(s->user);
+		p[8 * i + 2] = DB_STR(cache_tier_name(s->tier));
+		p[8 * i + 3] = DB_STR(s->plan);
+		p[8 * i + 4] = DB_INT(s->hits);
+		p[8 * i + 5] = DB_INT(s->misses);
+		p[8 * i + 6] = DB_INT(s->saved);
+		p[8 * i + 7] = DB_STR(region);   /* the region of this worker, which counted them */
 	}
 	rc = db_exec_batch(db, "INSERT INTO cache_stats (bucket, user_id, cache_type, plan, hits,"
-			   " misses, saved_micro) VALUES ", "(?, ?, ?, ?, ?, ?, ?)", ", ", n,
+			   " misses, saved_micro, region) VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?)", ", ", n,
 			   " ON DUPLICATE KEY UPDATE hits = hits + VALUES(hits),"
 			   " misses = misses + VALUES(misses),"
-			   " saved_micro = saved_micro + VALUES(saved_micro)", p, n * 7);
+			   " saved_micro = saved_micro + VALUES(saved_micro)", p, n * 8);
 	free(p);
 	return rc;
 }
@@ -774,6 +824,33 @@ static const char SQL_ST_VALUE[] =
 	" AND cache_type IS NOT NULL GROUP BY task, cache_type ORDER BY task, cache_type LIMIT 100";
 static const char SQL_ST_EVICTED[] =
 	"SELECT COALESCE(SUM(evicted), 0) FROM cache_usage WHERE (? = 1 OR user_id = ?)";
+
+/* per region: hits, misses, saved (cache_stats, by the counting worker's
+ * region) and live entries, bytes (ai_cache, by the storing worker's) */
+static const char SQL_ST_REGIONS[] =
+	"SELECT r, SUM(h), SUM(m), SUM(s), SUM(n), SUM(b) FROM ("
+	" SELECT region AS r, SUM(hits) AS h, SUM(misses) AS m, SUM(saved_micro) AS s, 0 AS n, 0 AS b"
+	"  FROM cache_stats WHERE (? = 1 OR user_id = ?) GROUP BY region"
+	" UNION ALL SELECT region, 0, 0, 0, COUNT(*), COALESCE(SUM(size_bytes), 0) FROM ai_cache"
+	"  WHERE (? = 1 OR user_id = ?) AND (expires_at IS NULL OR expires_at > FROM_UNIXTIME(?))"
+	"  GROUP BY region) x GROUP BY r ORDER BY r";
+
+enum qc_err cache_stats_regions(struct db *db, long long user, int global, time_t now,
+				struct db_rows **out)
+{
+	struct db_val p[5] = { DB_INT(global), DB_INT(user), DB_INT(global), DB_INT(user), DB_INT(now) };
+	return db_query(db, SQL_ST_REGIONS, p, 5, out);
+}
+
+/* the warming spend (sql/015): the warming users' ledger rows, per plan */
+static const char SQL_ST_WARMING[] =
+	"SELECT plan, SUM(outcome = 'ok'), SUM(outcome = 'quota'), SUM(prompt_tokens + completion_tokens),"
+	" SUM(cost_micro) FROM usage_events WHERE task LIKE 'warm:%' GROUP BY plan ORDER BY plan";
+
+enum qc_err cache_stats_warming(struct db *db, struct db_rows **out)
+{
+	return db_query(db, SQL_ST_WARMING, NULL, 0, out);
+}
 
 enum qc_err cache_stats_value(struct db *db, long long user, int global, time_t now,
 			      long long window_s, struct db_rows **out, long long *evicted)

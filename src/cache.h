@@ -39,6 +39,17 @@ struct cache_entry {
 
 /* --- pure ------------------------------------------------------------ */
 
+/* Regions (SPEC §13): a worker stores and serves the user tiers' entries of
+ * its own region; the system tier is shared ('').  1-16 of a-z 0-9 -, or ''. */
+#define CACHE_REGION_MAX 16
+int cache_region_ok(const char *r);
+/* Set this process's region (once, before threads start): 0, or -1 if r is
+ * not a valid region. */
+int cache_set_region(const char *r);
+/* The region an entry of user is stored under by this process ('' for the
+ * system tier, user 0). */
+const char *cache_region(long long user);
+
 /* Tier from its name ("system", ...).  0, or -1 if unknown. */
 int cache_tier_parse(const char *s, enum cache_tier *t);
 const char *cache_tier_name(enum cache_tier t);
@@ -130,6 +141,11 @@ const char *cache_worth_name(enum cache_worth w);
  * 1, 0 if no such plan, -1 on a database error. */
 int cache_plan_policy(struct db *db, const char *plan, enum cache_tier tier, time_t now,
 		      long long *ttl_s, int *cost_aware);
+/* The plan's warming settings (sql/015_warming.sql): daily token budget (0:
+ * no warming), hits that make an entry worth refreshing, next-task
+ * probability threshold in % (0: next-task warming off).  As above. */
+int cache_plan_warming(struct db *db, const char *plan, time_t now, long long *budget,
+		       long long *refresh_hits, long long *next_pct);
 /* Hits and stores of task in tier over the window_s seconds before now,
  * from the ledger (usage_events), through a per-worker copy refreshed every
  * minute.  0, or -1 on a database error. */
@@ -165,6 +181,13 @@ enum qc_err cache_stats_ttl(struct db *db, long long user, int global, time_t no
 /* Rows per plan: plan, hits, misses, saved_micro, live entries and bytes of
  * the plan's current users. */
 enum qc_err cache_stats_plans(struct db *db, struct db_rows **out);
+/* Rows per plan: plan, warming calls, refused by the budget, tokens,
+ * cost_micro (the warming spend, billed to no user). */
+enum qc_err cache_stats_warming(struct db *db, struct db_rows **out);
+/* Rows per region ('' = none: the system tier, or workers without one):
+ * region, hits, misses, saved_micro, live entries, bytes. */
+enum qc_err cache_stats_regions(struct db *db, long long user, int global, time_t now,
+				struct db_rows **out);
 /* Rows: task, tier, hits, stores over the window_s seconds before now (what
  * cost-aware caching learns from); *evicted: entries evicted under the cap. */
 enum qc_err cache_stats_value(struct db *db, long long user, int global, time_t now,

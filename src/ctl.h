@@ -26,6 +26,8 @@ long long ctl_user_arg(struct db *db, int argc, char **argv);
 /* Commands beyond migrate/user/key (quota, cache): exit status, or -1 if
  * argv[0] is not one of them. */
 int ctl_more(struct db *db, const struct config *cfg, int argc, char **argv);
+/* quotacachectl experiment ... (ctl_experiment.c): exit status. */
+int ctl_experiment(struct db *db, int argc, char **argv);
 /* Usage lines of those commands. */
 void ctl_usage_more(void);
 

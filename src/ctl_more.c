@@ -223,6 +223,8 @@ int ctl_more(struct db *db, const struct config *cfg, int argc, char **argv)
 		return cmd_quota(db, argc - 1, argv + 1);
 	if (strcmp(argv[0], "cache") == 0)
 		return cmd_cache(db, cfg, argc - 1, argv + 1);
+	if (strcmp(argv[0], "experiment") == 0)
+		return ctl_experiment(db, argc - 1, argv + 1);
 	return -1;
 }
 
@@ -239,5 +241,9 @@ void ctl_usage_more(void)
 		"  cache warm DIR                            load DIR's files into the system tier\n"
 		"  cache stats                               hits, misses, savings, entries per tier\n"
 		"  cache cleanup                             remove expired entries\n"
-		"  cache purge (--id N|--email E)            remove every entry of a user\n");
+		"  cache purge (--id N|--email E)            remove every entry of a user\n"
+		"  experiment create NAME [--control-pct N] [--description TEXT]\n"
+		"                                            a draft A/B test: control arm without the cache\n"
+		"  experiment start|stop|show ID-OR-NAME     run it (one at a time), end it, its arms\n"
+		"  experiment list                           every experiment with its arms' figures\n");
 }

@@ -27,6 +27,7 @@
 #include "accum.h"
 #include "alerts.h"
 #include "app.h"
+#include "warming.h"
 #include "dbpool.h"
 #include "inflight.h"
 #include "log.h"
@@ -206,6 +207,12 @@ int main(int argc, char **argv)
 		config_release(&app->cfg);
 		return 1;
 	}
+	if (cache_set_region(app->cfg.region) < 0) {   /* before any thread starts */
+		log_error("main", "region must be up to %d of a-z 0-9 - (not '%s')", CACHE_REGION_MAX,
+			  app->cfg.region);
+		config_release(&app->cfg);
+		return 1;
+	}
 	{   /* the database endpoints must parse (SPEC §12: a list to fail over along) */
 		struct db_endpoint eps[DB_MAX_HOSTS];
 		if (db_endpoints(&app->cfg, eps, err, sizeof err) < 0) {
@@ -240,6 +247,7 @@ int main(int argc, char **argv)
 		config_release(&app->cfg);
 		return 1;
 	}
+	warm_init(&app->cfg, app->inf);
 	srand((unsigned)getpid() ^ (unsigned)time(NULL));
 	/* failure is fine: requests answer 503 and reconnect */
 	{
@@ -283,10 +291,12 @@ int main(int argc, char **argv)
 	while (!sig) {
 		struct timespec tick = { 0, 250 * 1000000L };
 		int s = sigtimedwait(&term, NULL, &tick);
-		if (s == SIGTERM || s == SIGINT)
+		if (s == SIGTERM || s == SIGINT) {
 			sig = s;
-		else
+		} else {
 			flush(app, 0);
+			warm_tick(app->pool);   /* predictive warming, off the request path */
+		}
 	}
 	/* stop accepting: wake every request thread out of accept() */
 	atomic_store(&stopping, 1);
@@ -306,6 +316,7 @@ int main(int argc, char **argv)
 		}
 	}
 	free(tids);
+	warm_clear();
 	inflight_stop(app->inf, app->cfg.shutdown_grace_ms);
 	alerts_stop();   /* claims what it queued; its counts go in the flush */
 	flush(app, 1);

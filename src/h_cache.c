@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "warming.h"
 #include "cache.h"
 #include "jsonu.h"
 
@@ -257,7 +258,8 @@ void h_cache_stats(struct app *app, struct http_req *req)
 	long long hits[CACHE_NTIERS] = { 0 }, misses[CACHE_NTIERS] = { 0 }, saved[CACHE_NTIERS] = { 0 };
 	long long entries[CACHE_NTIERS] = { 0 }, bytes[CACHE_NTIERS] = { 0 };
 	long long th = 0, tm = 0, ts = 0, te = 0, tb = 0;
-	struct db_rows *h = NULL, *e = NULL, *pl = NULL, *top = NULL, *ttl = NULL, *val = NULL;
+	struct db_rows *h = NULL, *e = NULL, *pl = NULL, *top = NULL, *ttl = NULL, *val = NULL, *reg = NULL;
+	struct db_rows *wrm = NULL;
 	long long evicted = 0;
 	int global = req->user.is_admin;
 	json_object *o, *tiers;
@@ -269,8 +271,10 @@ void h_cache_stats(struct app *app, struct http_req *req)
 	    (rc = cache_stats_ttl(app->db, req->user.id, global, req->now, &ttl)) != QC_OK ||
 	    (rc = cache_stats_value(app->db, req->user.id, global, req->now,
 				    app->cfg.cache_value_window_s, &val, &evicted)) != QC_OK ||
+	    (rc = cache_stats_regions(app->db, req->user.id, global, req->now, &reg)) != QC_OK ||
 	    (global && (rc = cache_stats_plans(app->db, &pl)) != QC_OK) ||
-	    (global && (rc = cache_stats_top(app->db, 10, req->now, &top)) != QC_OK)) {
+	    (global && (rc = cache_stats_top(app->db, 10, req->now, &top)) != QC_OK) ||
+	    (global && (rc = cache_stats_warming(app->db, &wrm)) != QC_OK)) {
 		api_error(req, rc, NULL);
 		goto out;
 	}
@@ -334,6 +338,20 @@ void h_cache_stats(struct app *app, struct http_req *req)
 		json_object_object_add(o, "task_value", arr);
 		json_object_object_add(o, "evicted", json_object_new_int64(evicted));
 	}
+	{   /* per region (SPEC §13): null is no region (the shared system tier) */
+		json_object *arr = json_object_new_array();
+		for (unsigned i = 0; i < reg->nrows; i++) {
+			json_object *x = tier_stats(db_cell_ll(reg, i, 1), db_cell_ll(reg, i, 2),
+						    db_cell_ll(reg, i, 4), db_cell_ll(reg, i, 5),
+						    db_cell_ll(reg, i, 3));
+			const char *rn = db_cell(reg, i, 0);
+			json_object_object_add(x, "region", *rn ? json_object_new_string(rn) : NULL);
+			json_object_array_add(arr, x);
+		}
+		json_object_object_add(o, "regions", arr);
+		json_object_object_add(o, "worker_region",
+				       app->cfg.region[0] ? json_object_new_string(app->cfg.region) : NULL);
+	}
 	if (global) {
 		json_object *plans = json_object_new_object(), *arr = json_object_new_array();
 		for (unsigned i = 0; i < pl->nrows; i++)
@@ -352,6 +370,16 @@ void h_cache_stats(struct app *app, struct http_req *req)
 			json_object_array_add(arr, k);
 		}
 		json_object_object_add(o, "top_keys", arr);
+		arr = json_object_new_object();   /* predictive warming's spend per plan */
+		for (unsigned i = 0; i < wrm->nrows; i++) {
+			json_object *x = json_object_new_object();
+			json_object_object_add(x, "calls", json_object_new_int64(db_cell_ll(wrm, i, 1)));
+			json_object_object_add(x, "refused_by_budget", json_object_new_int64(db_cell_ll(wrm, i, 2)));
+			json_object_object_add(x, "tokens", json_object_new_int64(db_cell_ll(wrm, i, 3)));
+			json_object_object_add(x, "cost_usd", json_object_new_double((double)db_cell_ll(wrm, i, 4) / 1e6));
+			json_object_object_add(arr, db_cell(wrm, i, 0), x);
+		}
+		json_object_object_add(o, "warming", arr);
 	}
 	http_send_json(req, 200, o);
 	json_object_put(o);
@@ -362,6 +390,8 @@ out:
 	db_rows_free(top);
 	db_rows_free(ttl);
 	db_rows_free(val);
+	db_rows_free(reg);
+	db_rows_free(wrm);
 }
 
 void h_cache_timeseries(struct app *app, struct http_req *req)
@@ -428,6 +458,23 @@ void h_cache_cleanup(struct app *app, struct http_req *req)
 	}
 	o = json_object_new_object();
 	json_object_object_add(o, "deleted", json_object_new_int64((long long)n));
+	http_send_json(req, 200, o);
+	json_object_put(o);
+}
+
+/* POST /api/v1/admin/warming/run (admin): the refresh-ahead sweep now, at the
+ * request's clock, in this worker's region; how many regenerations started. */
+void h_warming_run(struct app *app, struct http_req *req)
+{
+	int n = warm_sweep(app->db, req->now, 100);
+	json_object *o;
+
+	if (n < 0) {
+		api_error(req, QC_EDB, NULL);
+		return;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "started", json_object_new_int(n));
 	http_send_json(req, 200, o);
 	json_object_put(o);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "warming.h"
 #include "inflight.h"
 #include "metrics.h"
 #include "jsonu.h"
@@ -133,10 +134,59 @@ static int test_stall(struct app *app, struct http_req *req, struct gen_request 
 #endif
 }
 
+/* "next": {task, prompt, system_prompt_key?, max_tokens?, cache_tier?}: the
+ * request the caller expects to make next (SPEC §13, next-task warming).  It
+ * is handed to the warming engine, which generates it ahead only when the
+ * plan warms next tasks and the learned probability passes its threshold.
+ * 0 (none or queued), -1 answered 400. */
+static int next_hint(struct app *app, struct http_req *req, const struct gen_request *cur)
+{
+	static const char *const allowed[] = { "task", "prompt", "system_prompt_key", "max_tokens",
+		"cache_tier", NULL };
+	struct gen_request nx;
+	json_object *n;
+	const char *tier = NULL;
+	size_t len = 0, tlen = 0;
+	char err[256];
+
+	if (!json_object_object_get_ex(req->json, "next", &n) || !n)
+		return 0;
+	if (!json_object_is_type(n, json_type_object)) {
+		api_error(req, QC_EINPUT, "field 'next' must be an object {task, prompt, ...}");
+		return -1;
+	}
+	memset(&nx, 0, sizeof nx);
+	nx.tier = cur->tier;   /* by default the tier of this request */
+	if (jsonu_only_fields(n, allowed, err, sizeof err) < 0 ||
+	    jsonu_get_str(n, "task", 1, QUOTA_TASK_MAX, 1, &nx.task, &len, err, sizeof err) < 0 ||
+	    jsonu_get_str(n, "prompt", 1, ORCH_PROMPT_MAX, 0, &nx.prompt, &nx.prompt_len, err, sizeof err) < 0 ||
+	    jsonu_get_str(n, "system_prompt_key", 0, CACHE_MAX_KEY, 1, &nx.system_prompt_key, &nx.spk_len,
+			  err, sizeof err) < 0 ||
+	    jsonu_get_str(n, "cache_tier", 0, 16, 1, &tier, &tlen, err, sizeof err) < 0 ||
+	    jsonu_get_int(n, "max_tokens", 0, 1, 1000000, &nx.max_tokens, err, sizeof err) < 0) {
+		char msg[300];
+		snprintf(msg, sizeof msg, "field 'next': %s", err);
+		api_error(req, QC_EINPUT, msg);
+		return -1;
+	}
+	if (!quota_task_ok(nx.task, strlen(nx.task)) || nx.prompt_len == 0 ||
+	    (nx.system_prompt_key && !cache_key_ok(nx.system_prompt_key, nx.spk_len)) ||
+	    (tier && strcmp(tier, "session") != 0 && strcmp(tier, "content") != 0)) {
+		api_error(req, QC_EINPUT, "field 'next' needs a task (1-64 of A-Z a-z 0-9 _ . -), a non-empty "
+			  "prompt, a valid system_prompt_key and cache_tier 'session' or 'content'");
+		return -1;
+	}
+	if (tier)
+		nx.tier = strcmp(tier, "session") == 0 ? CACHE_SESSION : CACHE_CONTENT;
+	nx.model = cur->model ? cur->model : app->cfg.upstream_model;
+	warm_hint(req->user.id, req->user.plan, cur->task, &nx, req->now);
+	return 0;
+}
+
 void h_generate(struct app *app, struct http_req *req)
 {
 	static const char *const allowed[] = { "task", "prompt", "system_prompt_key", "cache_key",
-		"cache_tier", "max_tokens", "model", "stream", NULL };
+		"cache_tier", "max_tokens", "model", "stream", "next", NULL };
 	struct gen_request in;
 	json_object *st;
 	const char *tier = NULL;
@@ -195,6 +245,8 @@ void h_generate(struct app *app, struct http_req *req)
 	if (gen_model_refused(app, req, in.model ? in.model : app->cfg.upstream_model))
 		return;
 	if (test_stall(app, req, &in) < 0)
+		return;
+	if (next_hint(app, req, &in) < 0)
 		return;
 	if (in.stream)
 		gen_run(app, req, &in, oai_respond, oai_on_chunk);

@@ -60,13 +60,27 @@ struct conn *conn_new(void)
 	return c;
 }
 
+struct conn *conn_new_background(void)
+{
+	struct conn *c = calloc(1, sizeof *c);
+
+	if (c) {
+		c->background = 1;
+		http_req_init(&c->req, NULL);
+		c->t0_ms = orch_mono_ms();
+	}
+	return c;
+}
+
 void conn_finish(struct conn *c)
 {
 	double secs = (double)(orch_mono_ms() - c->t0_ms) / 1000.0;
 
-	metrics_http(c->req.match.route ? c->req.match.route->name : "unmatched", c->req.status, secs);
+	if (!c->background)
+		metrics_http(c->req.match.route ? c->req.match.route->name : "unmatched", c->req.status, secs);
 	http_req_release(&c->req);
-	FCGX_Finish_r(&c->fr);
+	if (!c->background)
+		FCGX_Finish_r(&c->fr);
 	free(c);
 }
 
@@ -212,6 +226,12 @@ void inflight_park(struct inflight *f, struct conn *c, struct orch *o, enum orch
 	c->o = o;
 	parked_here = 1;
 	next_step(f, c, step, NULL);   /* c may be finished and freed before this returns */
+}
+
+void inflight_park_background(struct inflight *f, struct conn *c, struct orch *o)
+{
+	c->o = o;
+	next_step(f, c, ORCH_CALL, NULL);   /* c may be finished and freed before this returns */
 }
 
 int inflight_parked(void)

@@ -44,11 +44,15 @@ struct conn {
 	int kind;               /* what its next holder does with it */
 	int local;              /* waiter with a leader in this process */
 	long long due_ms;       /* next check (waiter) or attempt (retry) */
+	int background;         /* a warming call: no FastCGI request behind it */
 	struct conn *prev, *next;
 };
 
 /* A fresh conn for FCGX_Accept_r on the listen socket; NULL on ENOMEM. */
 struct conn *conn_new(void);
+/* A conn for a background generation (warming.h): req initialised without
+ * FastCGI; NULL on ENOMEM. */
+struct conn *conn_new_background(void);
 /* Count the request in the metrics, release it, finish the FastCGI
  * request (a write to a client gone away fails harmlessly) and free c. */
 void conn_finish(struct conn *c);
@@ -72,6 +76,10 @@ void inflight_unadmit(struct inflight *f);
 /* Park c (holding orch o, admitted) after orch_begin said CALL or WAIT.
  * Nobody on this thread may touch c afterwards: ask inflight_parked(). */
 void inflight_park(struct inflight *f, struct conn *c, struct orch *o, enum orch_step step);
+/* Park a background conn (admitted) for the upstream call orch_begin asked
+ * for (ORCH_CALL); unlike inflight_park it leaves this thread's own request
+ * alone. */
+void inflight_park_background(struct inflight *f, struct conn *c, struct orch *o);
 /* 1 if this thread parked its conn since inflight_parked_reset(). */
 int inflight_parked(void);
 void inflight_parked_reset(void);

@@ -12,6 +12,7 @@
 #include "accum.h"
 #include "db.h"
 #include "log.h"
+#include "experiment.h"
 #include "metrics.h"
 #include "quota.h"
 
@@ -262,6 +263,8 @@ static const struct family families[] = {
 	  "Level-crossing webhook posts, by outcome (sent, retried, failed: given up).", 0 },
 	{ "qc_streams_total", "counter",
 	  "Streamed answers (SSE), by api (generate, openai) and outcome (ok, replayed, client_gone, broken).", 0 },
+	{ "qc_warming_total", "counter",
+	  "Warming calls by kind (refresh, next) and outcome (ok, present, budget, failed, busy, unlikely, dropped).", 0 },
 	{ "qc_cache_store_decisions_total", "counter",
 	  "Answers of cost-aware plans, by decision (stored, learning, exploring, skipped).", 0 },
 };
@@ -448,6 +451,48 @@ static enum qc_err render_gauges(struct db *db, struct buf *b, time_t now)
 	return QC_OK;
 }
 
+/* A/B experiments (SPEC §13): the newest EXP_METRICS ones, per arm (a
+ * bounded set of series: at most 2 x EXP_METRICS per family) */
+#define EXP_METRICS 5
+static enum qc_err render_experiments(struct db *db, struct buf *b)
+{
+	static const struct { const char *name, *type, *help, *field; double scale; } fams[] = {
+		{ "qc_experiment_requests_total", "counter", "Generations in an A/B experiment, by arm.", "requests", 1 },
+		{ "qc_experiment_hits_total", "counter", "Cache hits in an A/B experiment, by arm.", "hits", 1 },
+		{ "qc_experiment_upstream_calls_total", "counter", "Upstream calls in an A/B experiment, by arm.",
+		  "upstream_calls", 1 },
+		{ "qc_experiment_billed_usd_total", "counter", "Dollars billed in an A/B experiment, by arm.",
+		  "billed_usd", 1 },
+		{ "qc_experiment_saved_usd_total", "counter", "Dollars saved by hits in an A/B experiment, by arm.",
+		  "saved_usd", 1 },
+		{ "qc_experiment_latency_seconds_mean", "gauge", "Mean generation latency in an A/B experiment, by arm.",
+		  "latency_ms_mean", 0.001 },
+	};
+	json_object *arr = NULL;
+	enum qc_err rc = exp_json(db, 0, &arr);
+	size_t n;
+
+	if (rc != QC_OK)
+		return rc;
+	n = json_object_array_length(arr);
+	if (n > EXP_METRICS)
+		n = EXP_METRICS;
+	for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {
+		put(b, "# HELP %s %s\n# TYPE %s %s\n", fams[f].name, fams[f].help, fams[f].name, fams[f].type);
+		for (size_t i = 0; i < n; i++) {
+			json_object *e = json_object_array_get_idx(arr, i), *arms = json_object_object_get(e, "arms");
+			json_object_object_foreach(arms, arm, a) {
+				/* names are [A-Za-z0-9_.-]: nothing to escape */
+				put(b, "%s{experiment=\"%s\",arm=\"%s\"} %.6f\n", fams[f].name,
+				    json_object_get_string(json_object_object_get(e, "name")), arm,
+				    json_object_get_double(json_object_object_get(a, fams[f].field)) * fams[f].scale);
+			}
+		}
+	}
+	json_object_put(arr);
+	return QC_OK;
+}
+
 enum qc_err metrics_render(struct db *db, char **out, size_t *len)
 {
 	struct buf b = { NULL, 0, 0, 0 };
@@ -460,7 +505,7 @@ enum qc_err metrics_render(struct db *db, char **out, size_t *len)
 	b.s[0] = 0;
 	if ((rc = render_counters(db, &b)) != QC_OK || (rc = render_tables(db, &b)) != QC_OK ||
 	    (rc = render_gauges(db, &b, time(NULL))) != QC_OK ||
-	    (rc = render_quota_users(db, &b, time(NULL))) != QC_OK) {
+	    (rc = render_quota_users(db, &b, time(NULL))) != QC_OK || (rc = render_experiments(db, &b)) != QC_OK) {
 		free(b.s);
 		return rc;
 	}

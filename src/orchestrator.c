@@ -16,6 +16,7 @@
 #include "db.h"
 #include "log.h"
 #include "metrics.h"
+#include "experiment.h"
 #include "orchestrator.h"
 #include "upstream.h"
 #include "usage.h"
@@ -82,15 +83,24 @@ static long long chars(const char *s, size_t len)
 	return n;
 }
 
-static void event(const struct auth_user *u, const struct gen_request *in, const struct gen_result *r,
-		  const char *outcome, long long saved_tokens, long long saved_micro, time_t now)
+static void event(const struct orch *o, const char *outcome, long long saved_tokens,
+		  long long saved_micro)
 {
+	const struct auth_user *u = &o->user;
+	const struct gen_request *in = &o->in;
+	const struct gen_result *r = &o->r;
 	struct usage_event ev;
 
 	memset(&ev, 0, sizeof ev);
 	ev.user_id = u->id;
 	qc_copy_utf8(ev.plan, sizeof ev.plan, u->plan);
-	qc_copy_utf8(ev.task, sizeof ev.task, in->task);
+	if (in->warm_for) {   /* the warming spend (sql/015): task 'warm:TASK' */
+		char t[80];
+		snprintf(t, sizeof t, "warm:%s", in->task);
+		qc_copy_utf8(ev.task, sizeof ev.task, t);
+	} else {
+		qc_copy_utf8(ev.task, sizeof ev.task, in->task);
+	}
 	qc_copy_utf8(ev.model, sizeof ev.model, r->model);
 	ev.prompt_tokens = r->cached ? 0 : r->prompt_tokens;
 	ev.completion_tokens = r->cached ? 0 : r->completion_tokens;
@@ -100,7 +110,9 @@ static void event(const struct auth_user *u, const struct gen_request *in, const
 	ev.cached = r->cached;
 	ev.outcome = outcome;
 	ev.latency_ms = r->latency_ms;
-	ev.created_at = now;
+	ev.created_at = o->now;
+	ev.experiment_id = o->exp_id;
+	ev.arm = exp_arm_name((enum exp_arm)o->exp_arm);
 	ev.api = in->api == ORCH_API_OPENAI ? "openai" : "generate";
 	ev.streamed = in->stream;
 	ev.tier = r->cached ? cache_tier_name(in->tier) : NULL;
@@ -196,7 +208,7 @@ static enum orch_step done(struct orch *o, struct db *db, enum qc_err rc, const 
 	o->rc = rc;
 	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
 	if (outcome)
-		event(&o->user, &o->in, &o->r, outcome, 0, 0, o->now);
+		event(o, outcome, 0, 0);
 	return ORCH_DONE;
 }
 
@@ -221,7 +233,7 @@ static enum orch_step hit(struct orch *o, struct db *db, struct cache_entry *e)
 	cache_entry_release(e);
 	o->rc = QC_OK;
 	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
-	event(&o->user, &o->in, &o->r, "cached", saved_t, saved_m, o->now);
+	event(o, "cached", saved_t, saved_m);
 	return ORCH_DONE;
 }
 
@@ -255,6 +267,7 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 	struct cache_entry e = { 0 };
 	time_t exp;
 	enum qc_err rc;
+	int flight;
 
 	memset(o, 0, sizeof *o);
 	o->cfg = cfg;
@@ -281,19 +294,42 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 		o->klen = 64;
 	}
 
+	/* 0. an A/B experiment's control arm goes without the cache (SPEC §13) */
+	{
+		struct exp_running x;
+		if (!in->warm_for && exp_running(db, &x) == QC_OK && x.id) {
+			o->exp_id = x.id;
+			o->exp_arm = (int)exp_arm_of(user->id, x.name, x.control_pct);
+		}
+	}
 	/* 1. the cache: a hit costs one query */
-	if (in->bypass)
+	if (in->bypass || o->exp_arm == EXP_CONTROL)
 		o->caches = 0;
 	else if ((o->caches = cache_plan_caches(db, user->plan, in->tier, now)) < 0)
 		return done(o, NULL, QC_EDBDOWN, NULL);
-	if (o->caches) {
+	if (in->warm_for) {
+		/* warming: only for a plan that caches the tier; next-task warming
+		 * only when the user has no such entry yet (a refresh replaces it) */
+		if (!o->caches)
+			return done(o, NULL, QC_EINPUT, NULL);
+		if (in->warm_kind == ORCH_WARM_NEXT) {
+			rc = cache_get(db, in->warm_for, in->tier, o->key, o->klen, now, &e);
+			if (rc == QC_OK) {
+				cache_entry_release(&e);
+				o->r.cached = 1;
+				return done(o, NULL, QC_OK, NULL);
+			}
+			if (rc != QC_ENOTFOUND)
+				return done(o, NULL, rc, NULL);
+		}
+	} else if (o->caches) {
 		rc = cache_get(db, user->id, in->tier, o->key, o->klen, now, &e);
 		if (rc == QC_OK)
 			return hit(o, db, &e);
 		if (rc != QC_ENOTFOUND)
 			return done(o, NULL, rc, NULL);
 	}
-	if (!in->bypass)
+	if (!in->bypass && !in->warm_for && o->exp_arm != EXP_CONTROL)
 		cache_note_miss(user->id, in->tier, user->plan, now);
 
 	/* 2. the system prompt (a miss only) must exist before anything is reserved */
@@ -305,17 +341,22 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 		}
 		if (rc != QC_OK)
 			return done(o, NULL, rc, NULL);
-		cache_note_hit(o->sys.id, user->id, CACHE_SYSTEM, user->plan, now,
-			       saving_micro(cfg, CACHE_SYSTEM));
+		if (!in->warm_for)
+			cache_note_hit(o->sys.id, user->id, CACHE_SYSTEM, user->plan, now,
+				       saving_micro(cfg, CACHE_SYSTEM));
 	}
 
 	/* 3. quota, and for cacheable plans the single-flight row of this
 	 * (user, tier, key) taken in the same transaction */
 	o->min = quota_prompt_min(in->prompt, in->prompt_len, in->max_tokens) +
 		 (o->sys.value ? chars(o->sys.value, o->sys.value_len) / 4 : 0);
-	if (o->caches) {
+	flight = o->caches;
+	if (flight) {
+		/* a warming call leads the flight of the user it is for: their own
+		 * identical request meanwhile waits for its answer */
+		long long fu = in->warm_for ? in->warm_for : user->id;
 		char buf[400];
-		int n = snprintf(buf, sizeof buf, "%lld|%s|", user->id, cache_tier_name(in->tier));
+		int n = snprintf(buf, sizeof buf, "%lld|%s|%s|", fu, cache_tier_name(in->tier), cache_region(fu));
 		memcpy(buf + n, o->key, o->klen);
 		qc_sha256_hex(buf, (size_t)n + o->klen, o->fkey);
 		/* the owner names the process first (8 hex), so operators can see
@@ -325,7 +366,7 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 			return done(o, NULL, QC_EIO, NULL);
 	}
 	rc = quota_reserve_flight(db, user->id, in->task, o->min, now, cfg->reservation_ttl, 1,
-				  o->caches ? o->fkey : NULL, o->caches ? o->owner : NULL, o->hold_s,
+				  flight ? o->fkey : NULL, flight ? o->owner : NULL, o->hold_s,
 				  o->rid, &exp, &o->r.quota, &o->leading);
 	if (rc == QC_EQUOTA)
 		return done(o, NULL, rc, "quota");
@@ -333,7 +374,12 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 		o->rid[0] = 0;
 		return done(o, NULL, rc, NULL);
 	}
-	if (o->caches && !o->leading) {
+	if (flight && !o->leading && in->warm_for) {
+		/* the user's own identical request is calling: nothing to warm */
+		o->r.cached = 1;
+		return done(o, db, QC_OK, NULL);
+	}
+	if (flight && !o->leading) {
 		/* 4. an identical miss is already calling the upstream: wait for
 		 * its answer; past the lapse of its row (and a second), give up */
 		o->wait_deadline_ms = o->t0_ms + (o->hold_s + 1) * 1000;
@@ -381,12 +427,71 @@ enum orch_step orch_recheck(struct orch *o, struct db *db)
 	return ORCH_WAIT;
 }
 
+/* On a plan that warms (sql/015), an entry keeps what regenerating it needs:
+ * the prompt, the system prompt's key and max_tokens (not for OpenAI-style
+ * messages, which are never refreshed). */
+static void add_regen(struct orch *o, struct db *db, json_object *meta)
+{
+	long long budget = 0, hits, pct;
+	json_object *g;
+
+	if (o->in.messages || !o->in.prompt ||
+	    cache_plan_warming(db, o->user.plan, o->now, &budget, &hits, &pct) <= 0 || budget <= 0)
+		return;
+	g = json_object_new_object();
+	json_object_object_add(g, "prompt", json_object_new_string_len(o->in.prompt, (int)o->in.prompt_len));
+	if (o->in.system_prompt_key)
+		json_object_object_add(g, "system_prompt_key",
+				       json_object_new_string_len(o->in.system_prompt_key, (int)o->in.spk_len));
+	if (o->in.max_tokens)
+		json_object_object_add(g, "max_tokens", json_object_new_int64(o->in.max_tokens));
+	json_object_object_add(g, "model", json_object_new_string(o->model));
+	json_object_object_add(meta, "regen", g);
+	if (o->in.warm_for)
+		json_object_object_add(meta, "warmed", json_object_new_string(
+					       o->in.warm_kind == ORCH_WARM_REFRESH ? "refresh" : "next"));
+}
+
+/* The end of a warming call (sql/015_warming.sql): settle the warming user's
+ * reservation, store the answer for the user it is for, record the spend. */
+static enum qc_err finish_warming(struct orch *o, struct db *db, const struct upstream_result *ur,
+				  int estimated, int store, const char *ms, size_t mlen)
+{
+	static const char sql[] =
+		"CALL qc_finish_warming(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+	char plan[33], task[65], model[65];
+	struct db_rows *r = NULL;
+	enum qc_err rc;
+
+	qc_copy_utf8(plan, sizeof plan, o->user.plan);
+	qc_copy_utf8(task, sizeof task, o->in.task);
+	qc_copy_utf8(model, sizeof model, o->r.model);
+	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
+	{
+		struct db_val p[19] = {
+			DB_STR(o->rid), DB_INT(o->user.id), DB_INT(o->now),
+			DB_INT(o->r.prompt_tokens), DB_INT(o->r.completion_tokens), DB_INT(o->r.cost_micro),
+			DB_INT(store ? 1 : 0), DB_STR(cache_tier_name(o->in.tier)),
+			DB_BLOB(o->key, o->klen), DB_BLOB(ur->content, ur->content_len),
+			ms ? DB_BLOB(ms, mlen) : DB_NULLV, DB_INT(o->cfg->cache_user_max_bytes),
+			DB_STR(plan), DB_STR(task), DB_STR(model), DB_INT(o->r.latency_ms),
+			DB_INT(estimated), DB_STR(cache_region(o->in.warm_for)), DB_INT(o->in.warm_for),
+		};
+		rc = db_query(db, sql, p, 19, &r);
+	}
+	if (rc != QC_OK)
+		return rc;
+	db_rows_free(r);
+	o->rid[0] = 0;
+	return QC_OK;
+}
+
 /* The billing transaction of a fresh answer (sql/007_billing.sql). */
 static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstream_result *ur,
 			     int estimated, int store, const char *outcome)
 {
 	static const char sql[] =
-		"CALL qc_finish_generation(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+		"CALL qc_finish_generation(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 	char plan[33], task[65], model[65];
 	json_object *meta = NULL;
 	const char *ms = NULL;
@@ -401,14 +506,21 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 		json_object_object_add(meta, "prompt_tokens", json_object_new_int64(o->r.prompt_tokens));
 		json_object_object_add(meta, "completion_tokens", json_object_new_int64(o->r.completion_tokens));
 		json_object_object_add(meta, "finish_reason", json_object_new_string(o->r.finish_reason));
+		add_regen(o, db, meta);
 		ms = json_object_to_json_string_length(meta, JSON_C_TO_STRING_PLAIN, &mlen);
+	}
+	if (o->in.warm_for) {
+		rc = finish_warming(o, db, ur, estimated, store, ms, mlen);
+		json_object_put(meta);
+		return rc;
 	}
 	qc_copy_utf8(plan, sizeof plan, o->user.plan);
 	qc_copy_utf8(task, sizeof task, o->in.task);
 	qc_copy_utf8(model, sizeof model, o->r.model);
 	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
 	{
-		struct db_val p[22] = {
+		const char *arm = exp_arm_name((enum exp_arm)o->exp_arm);
+		struct db_val p[25] = {
 			DB_STR(o->rid), DB_INT(o->user.id), DB_INT(o->now),
 			DB_INT(o->r.prompt_tokens), DB_INT(o->r.completion_tokens), DB_INT(o->r.cost_micro),
 			DB_INT(store ? 1 : 0), DB_STR(cache_tier_name(o->in.tier)),
@@ -419,8 +531,10 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 			o->leading ? DB_STR(o->owner) : DB_NULLV,
 			DB_STR(outcome), DB_STR(o->in.api == ORCH_API_OPENAI ? "openai" : "generate"),
 			DB_INT(o->in.stream ? 1 : 0),
+			o->exp_id ? DB_INT(o->exp_id) : DB_NULLV, arm ? DB_STR(arm) : DB_NULLV,
+			DB_STR(cache_region(o->user.id)),
 		};
-		rc = db_query(db, sql, p, 22, &r);
+		rc = db_query(db, sql, p, 25, &r);
 	}
 	json_object_put(meta);
 	if (rc != QC_OK)

@@ -52,6 +52,10 @@ struct gen_request {
 	int include_usage;               /* ... with the usage chunk */
 	int bypass;                      /* no cache read or store, no single flight */
 	int api;                         /* ORCH_API_*: the ledger's api column */
+	/* a warming call (warming.h): the user the answer is for (the orch's
+	 * user is the plan's warming user, who pays), and why */
+	long long warm_for;
+	enum { ORCH_WARM_NONE, ORCH_WARM_REFRESH, ORCH_WARM_NEXT } warm_kind;
 };
 
 enum { ORCH_API_GENERATE, ORCH_API_OPENAI };
@@ -111,6 +115,8 @@ struct orch {
 	size_t klen;
 	long long t0_ms;
 	int caches, leading;
+	long long exp_id;                /* the running A/B experiment (0: none) */
+	int exp_arm;                     /* and this user's arm in it (enum exp_arm) */
 	long long min, hold_s;
 	char rid[QUOTA_ID_LEN + 1], fkey[65], owner[33];
 	struct cache_entry sys;

@@ -47,6 +47,10 @@ struct config {
 	char *cache_saving_session;
 	char *cache_saving_content;
 	char *cache_storage_price;       /* dollars per GiB-hour stored (cost-aware plans) */
+	char *region;                    /* this worker's region ('' none): its cache entries */
+	long long warm_sweep_s;          /* refresh-ahead sweep every so many s (0: only on demand) */
+	long long warm_refresh_ahead_s;  /* ... of entries expiring within this */
+	long long warm_next_gap_s;       /* next-task: a user's next call within this follows */
 	long long cache_value_window_s;  /* hits per store learned over this window */
 	/* upstream */
 	char *upstream_base_url;

@@ -43,7 +43,7 @@ int usage_flush_in(time_t now)
 	return accum_due(&usage_accum, now);
 }
 
-#define NCOL 16
+#define NCOL 18
 
 static enum qc_err write_events(struct db *db, void *recs, unsigned n)
 {
@@ -72,11 +72,13 @@ static enum qc_err write_events(struct db *db, void *recs, unsigned n)
 		v[13] = DB_STR(e->api ? e->api : "generate");
 		v[14] = DB_INT(e->streamed ? 1 : 0);
 		v[15] = e->tier ? DB_STR(e->tier) : DB_NULLV;
+		v[16] = e->experiment_id ? DB_INT(e->experiment_id) : DB_NULLV;
+		v[17] = e->arm ? DB_STR(e->arm) : DB_NULLV;
 	}
 	rc = db_exec_batch(db, "INSERT INTO usage_events (user_id, plan, task, model, prompt_tokens,"
 			   " completion_tokens, cost_micro, saved_tokens, saved_micro, cached, outcome,"
-			   " latency_ms, created_at, api, streamed, cache_type) VALUES ",
-			   "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			   " latency_ms, created_at, api, streamed, cache_type, experiment_id, arm) VALUES ",
+			   "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			   ", ", n, "", p, n * NCOL);
 	free(p);
 	return rc;

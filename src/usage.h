@@ -27,6 +27,8 @@ struct usage_event {
 	const char *api;        /* "generate" or "openai" (NULL: "generate") */
 	int streamed;           /* the client asked for a stream */
 	const char *tier;       /* cache tier of the call (NULL: none) */
+	long long experiment_id;  /* the A/B experiment running (0: none) */
+	const char *arm;        /* "control", "treatment" or NULL */
 };
 
 /* Queue one event (copied).  Never touches the database. */

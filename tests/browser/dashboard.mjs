@@ -133,6 +133,7 @@ function readDashboard() {
     usagePeriod: txt($('#usage-period')),
     usageEmpty: !$('#usage-empty').hidden,
     plansCard: !$('#plans-card').hidden, topKeysCard: !$('#topkeys-card').hidden,
+    experimentsCard: !$('#experiments-card').hidden,
     cacheScope: txt($('#cache-scope')),
   };
   for (const w of document.querySelectorAll('#quota-windows [data-window]')) {
@@ -330,6 +331,9 @@ async function main() {
   const admin = addUser('admin', 'enterprise', true);
   const over = addUser('over', 'freemium', false);
   keys.push(user.key, admin.key, over.key);
+  /* an A/B experiment for the admin's experiments card (a draft: it changes no one's answers) */
+  const expName = `dash-ab-${process.pid}-${Date.now()}`;
+  ctl('experiment', 'create', expName, '--control-pct', '30');
 
   const gen = async (task, prompt, extra = {}) => {
     const r = await api('POST', '/api/v1/generate', user.key, { task, prompt, ...extra });
@@ -436,6 +440,7 @@ async function main() {
   check(bad.length === 0, 'cache widget: hit ratio, hits, misses, entries, bytes and dollars per tier equal GET /cache/stats', bad.join('\n'));
   const cs = await get('/api/v1/cache/stats', user.key);
   check(cs.total.hits > 0 && cs.total.misses > 0, 'the test made cache hits and misses to show', cs.total);
+  check(!d0.experimentsCard, 'a user sees no experiments card');
   check(d0.cacheScope === 'your keys' && !d0.plansCard && !d0.topKeysCard,
     'a user sees their own cache scope and no admin cards', [d0.cacheScope, d0.plansCard, d0.topKeysCard]);
 
@@ -514,6 +519,17 @@ async function main() {
   const da = await page.evaluate(readDashboard);
   check(da.role === 'admin' && da.cacheScope === 'all users' && da.plansCard && da.topKeysCard,
     'an admin sees the global cache scope, the per-plan card and the top keys', [da.role, da.cacheScope]);
+  let expRows = [];
+  try {
+    await page.waitForFunction((n) => [...document.querySelectorAll('#experiments-table tbody tr')]
+      .some((tr) => tr.textContent.includes(n)), expName, { timeout: 5000 });
+  } catch (e) { /* checked below */ }
+  expRows = await page.evaluate((n) => [...document.querySelectorAll('#experiments-table tbody tr')]
+    .filter((tr) => tr.textContent.includes(n))
+    .map((tr) => [...tr.children].map((td) => td.textContent)), expName);
+  check(expRows.length === 2 && expRows[0][1] === 'draft' && expRows[0][2] === 'control' &&
+    expRows[1][2] === 'treatment' && expRows[0][0].includes('30 % control'),
+    'an admin sees the experiments card: each experiment with its control and treatment arms', expRows);
   bad = await compare(page, () => get('/api/v1/cache/stats', admin.key), cacheProblems);
   check(bad.length === 0, 'admin cache widget equals the global GET /cache/stats', bad.join('\n'));
   bad = await compare(page, () => get('/api/v1/cache/stats', admin.key), (d, g) => {

@@ -72,6 +72,8 @@ echo "ok - migrations apply on the Galera cluster ($(head -n 1 "$VAR/migrate.log
 
 PA=$(free_port); PB=$(free_port)
 export QC_URL=http://127.0.0.1:$PA QC_URL_B=http://127.0.0.1:$PB
+# for the suite's last phase, which restarts both web nodes as two regions
+export QC_BUILD=$BUILD QC_SRC=$SRC QC_WORKERS=$WORKERS
 for w in A B; do
 	p=$PA; [ $w = B ] && p=$PB
 	bash "$SRC/scripts/lighttpd.sh" start "$VAR/web$w" "$p" "$WORKERS" "$BUILD/src/quotacache-fcgi" \

@@ -293,4 +293,45 @@ res = parallel(40, lambda i: call("B", "POST", "/api/v1/quota/reserve", {"task_t
 st = [getattr(r, "status", repr(r)) for r in res]
 check(pids and st.count(201) == 40, f"web node A's {len(pids)} workers killed with -9: web node B answers all 40",
       {s: st.count(s) for s in set(st)})
+
+
+# --- two regions: web node A becomes eu, B us (SPEC §13, sql/014) -------------------
+def restart_as(w, region):
+    conf = f"{VAR}/web{w}/quotacache.conf"
+    with open(conf) as f:
+        lines = [x for x in f.read().splitlines() if not x.startswith("region")]
+    with open(conf, "w") as f:
+        f.write("\n".join(lines + [f"region = {region}", ""]))
+    lighttpd = os.path.join(os.environ["QC_SRC"], "scripts", "lighttpd.sh")
+    subprocess.run(["bash", lighttpd, "stop", f"{VAR}/web{w}"], capture_output=True)
+    r = subprocess.run(["bash", lighttpd, "start", f"{VAR}/web{w}", str(WEB[w].port), os.environ["QC_WORKERS"],
+                        os.path.join(os.environ["QC_BUILD"], "src", "quotacache-fcgi"), conf,
+                        os.path.join(os.environ["QC_SRC"], "www")], capture_output=True, text=True)
+    return r.returncode == 0
+
+
+check(restart_as("A", "eu") and restart_as("B", "us"), "web nodes restarted as two regions: A eu, B us")
+_, radmin, _ = new_user("enterprise", admin=True, prefix=f"radm{RUN}")
+ruid, rkey, _ = new_user("pro_monthly", prefix=f"reg{RUN}")
+rk = f"draft-{RUN}"
+r = call("A", "PUT", f"/api/v1/cache/session/{rk}", {"value": "eu copy"}, key=rkey)
+check(r.status == 200 and call("A", "GET", f"/api/v1/cache/session/{rk}", key=rkey).status == 200,
+      "region eu (A) stores and serves a user's entry", r.status)
+check(call("B", "GET", f"/api/v1/cache/session/{rk}", key=rkey).status == 404,
+      "region us (B) does not serve eu's entry")
+check(call("B", "PUT", f"/api/v1/cache/session/{rk}", {"value": "us copy"}, key=rkey).status == 200
+      and call("B", "GET", f"/api/v1/cache/session/{rk}", key=rkey).json["value"] == "us copy"
+      and call("A", "GET", f"/api/v1/cache/session/{rk}", key=rkey).json["value"] == "eu copy",
+      "the same key through B: one entry per region")
+rows = [node_sql(n, f"SELECT region FROM ai_cache WHERE user_id = {ruid} ORDER BY region") for n in (1, 2, 3)]
+check(rows == [[["eu"], ["us"]]] * 3, "both regions' rows on all three Galera nodes", rows)
+sk = f"sys-{RUN}"
+check(call("A", "PUT", f"/api/v1/cache/system/{sk}", {"value": "You write CVs."}, key=radmin).status == 200
+      and call("B", "GET", f"/api/v1/cache/system/{sk}", key=rkey).status == 200,
+      "a system-tier entry stored through eu is read through us at once (shared by every region)")
+gbody = {"task": "cv_draft", "prompt": f"regions {RUN}", "cache_tier": "session"}
+got = [call(w, "POST", "/api/v1/generate", gbody, key=rkey, timeout=60) for w in ("A", "A", "B", "B")]
+got = [(g.status, g.json and g.json.get("cached")) for g in got]
+check(got == [(200, False), (200, True), (200, False), (200, True)],
+      "generate: a miss and a hit in each region", got)
 done()

@@ -509,6 +509,39 @@
 
   /* ---- the refresh cycle ------------------------------------------------------ */
 
+  /* A/B experiments (admin): each experiment's arms, two rows */
+  function renderExperiments(list) {
+    var tb = $('experiments-table').tBodies[0];
+    clear(tb);
+    list = Array.isArray(list) ? list.slice(0, 10) : [];
+    list.forEach(function (e) {
+      ['control', 'treatment'].forEach(function (arm) {
+        var a = (e.arms && e.arms[arm]) || {};
+        var tr = h('tr');
+        cell(tr, e.name + (arm === 'control' ? ' (' + num(e.control_pct) + ' % control)' : ''), 'experiment', null, 'name');
+        cell(tr, e.state, 'state', 'text', 'state');
+        cell(tr, arm, 'arm', 'text', 'arm');
+        cell(tr, fmtInt(a.requests), 'requests', null, 'requests');
+        cell(tr, (num(a.hit_ratio) * 100).toFixed(1) + ' %', 'hit ratio', null, 'hit_ratio');
+        cell(tr, fmtInt(a.upstream_calls), 'upstream calls', null, 'upstream_calls');
+        cell(tr, Math.round(num(a.latency_ms_mean)) + ' ms', 'mean latency', null, 'latency');
+        cell(tr, fmtUsd(a.billed_usd), 'billed', null, 'billed');
+        cell(tr, fmtUsd(a.saved_usd), 'saved', null, 'saved');
+        tb.appendChild(tr);
+      });
+    });
+    show($('experiments-empty'), list.length === 0);
+  }
+
+  function refreshExperiments(admin) {
+    show($('experiments-card'), admin);
+    if (!admin) return;
+    var gen = state.generation;
+    api('/api/v1/admin/experiments').then(function (list) {
+      if (gen === state.generation) renderExperiments(list);
+    }, function () { /* the other cards say what is wrong */ });
+  }
+
   function refresh() {
     if (!state.key) return Promise.resolve();
     if (state.inflight) return state.inflight;
@@ -548,6 +581,7 @@
       renderChart(r[3]);
       if (r[4].ok) renderUsage(r[4].ok); else renderUsageError(r[4].err);
       renderHealth(r[6]);
+      refreshExperiments(r[0].role === 'admin');
       stampUpdated();
       state.lastOk = Date.now();
       document.body.setAttribute('data-state', 'ready');
