@@ -38,6 +38,7 @@ const struct route api_routes[] = {
 	{ "DELETE", "/api/v1/cache/{tier}/{key}", ROUTE_AUTH, "cache_delete", h_cache_delete },
 	{ "POST", "/api/v1/generate", ROUTE_AUTH | ROUTE_JSON, "generate", h_generate },
 	{ "POST", "/api/v1/admin/warming/run", ROUTE_ADMIN, "warming_run", h_warming_run },
+	{ "GET", "/api/v1/admin/overrides", ROUTE_ADMIN, "overrides_expiring", h_quota_overrides },
 	{ "GET", "/api/v1/admin/experiments", ROUTE_ADMIN, "experiments", h_exp_list },
 	{ "POST", "/api/v1/admin/experiments", ROUTE_ADMIN | ROUTE_JSON, "experiment_create", h_exp_create },
 	{ "GET", "/api/v1/admin/experiments/{id}", ROUTE_ADMIN, "experiment", h_exp_get },

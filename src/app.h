@@ -83,6 +83,7 @@ void h_quota_user(struct app *, struct http_req *);
 void h_quota_set_plan(struct app *, struct http_req *);
 void h_quota_set_override(struct app *, struct http_req *);
 void h_quota_clear_override(struct app *, struct http_req *);
+void h_quota_overrides(struct app *, struct http_req *);
 void h_cache_get(struct app *, struct http_req *);
 void h_cache_put(struct app *, struct http_req *);
 void h_cache_delete(struct app *, struct http_req *);

@@ -135,6 +135,25 @@ static int cmd_quota(struct db *db, int argc, char **argv)
 		db_rows_free(r);
 		return 0;
 	}
+	if (argc >= 1 && strcmp(argv[0], "expiring") == 0) {
+		long long days;
+		if (ctl_int_opt(argc, argv, "--days", 1, 365, 7, &days) < 0)
+			return 2;
+		if ((rc = quota_overrides_expiring(db, now, days * 86400, 1000, &r)) != QC_OK)
+			return ctl_fail(rc, db, "quota expiring");
+		printf("id\temail\tplan\texpires\tday\tmonth\thour\treason\n");
+		for (unsigned i = 0; i < r->nrows; i++) {
+			char exp[32], lim[3][24];
+			qc_iso8601(db_cell_ll(r, i, 6), exp);
+			for (unsigned c = 0; c < 3; c++)
+				snprintf(lim[c], sizeof lim[c], "%s", db_cell_null(r, i, 3 + c) ? "plan"
+					 : db_cell_ll(r, i, 3 + c) < 0 ? "unlimited" : db_cell(r, i, 3 + c));
+			printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", db_cell(r, i, 0), db_cell(r, i, 1),
+			       db_cell(r, i, 2), exp, lim[0], lim[1], lim[2], db_cell(r, i, 7));
+		}
+		db_rows_free(r);
+		return 0;
+	}
 	if (argc >= 1 && strcmp(argv[0], "expire") == 0) {
 		if ((rc = quota_expire_all(db, now)) != QC_OK)
 			return ctl_fail(rc, db, "quota expire");
@@ -151,7 +170,7 @@ static int cmd_quota(struct db *db, int argc, char **argv)
 		printf("pruned %llu counter row(s) of windows that ended more than %lld days ago\n", n, days);
 		return 0;
 	}
-	fprintf(stderr, "usage: quotacachectl quota status|set-override|clear-override|nearest|expire|prune ...\n");
+	fprintf(stderr, "usage: quotacachectl quota status|set-override|clear-override|nearest|expiring|expire|prune ...\n");
 	return 2;
 }
 
@@ -236,6 +255,7 @@ void ctl_usage_more(void)
 		"        [--expires YYYY-MM-DDTHH:MM:SSZ] [--reason TEXT]\n"
 		"  quota clear-override (--id N|--email E)\n"
 		"  quota nearest [--limit N]                 users nearest their daily limit, override expiry\n"
+		"  quota expiring [--days N]                 overrides that end within N days (7), soonest first\n"
 		"  quota expire                              settle stale reservations now\n"
 		"  quota prune [--days N]                    drop windows that ended > N days ago\n"
 		"  cache warm DIR                            load DIR's files into the system tier\n"

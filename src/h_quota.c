@@ -486,3 +486,47 @@ void h_quota_clear_override(struct app *app, struct http_req *req)
 	}
 	http_send(req, 204, "application/json", "", 0);
 }
+
+/* GET /api/v1/admin/overrides?within_days=N (admin): overrides in force that
+ * end within N days (default 7), soonest first (SPEC §2, §13: loyal-customer
+ * overrides about to expire). */
+void h_quota_overrides(struct app *app, struct http_req *req)
+{
+	static const char *const lim_names[] = { "tokens_per_day", "tokens_per_month", "calls_per_hour" };
+	struct db_rows *r = NULL;
+	long long days = 7;
+	char buf[32], iso[32];
+	json_object *arr;
+	enum qc_err rc;
+
+	if (http_query_param(req, "within_days", buf, sizeof buf)) {
+		char *x;
+		days = strtoll(buf, &x, 10);
+		if (*x || !*buf || days < 1 || days > 365) {
+			api_error(req, QC_EINPUT, "within_days must be an integer from 1 to 365");
+			return;
+		}
+	}
+	if ((rc = quota_overrides_expiring(app->db, req->now, days * 86400, 500, &r)) != QC_OK) {
+		api_error(req, rc, NULL);
+		return;
+	}
+	arr = json_object_new_array();
+	for (unsigned i = 0; i < r->nrows; i++) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "user_id", json_object_new_int64(db_cell_ll(r, i, 0)));
+		json_object_object_add(o, "email", json_object_new_string(db_cell(r, i, 1)));
+		json_object_object_add(o, "plan", json_object_new_string(db_cell(r, i, 2)));
+		for (unsigned c = 0; c < 3; c++)   /* absent: the plan's; null: unlimited */
+			if (!db_cell_null(r, i, 3 + c))
+				json_object_object_add(o, lim_names[c], db_cell_ll(r, i, 3 + c) < 0 ? NULL
+						       : json_object_new_int64(db_cell_ll(r, i, 3 + c)));
+		qc_iso8601(db_cell_ll(r, i, 6), iso);
+		json_object_object_add(o, "expires_at", json_object_new_string(iso));
+		json_object_object_add(o, "reason", json_object_new_string(db_cell(r, i, 7)));
+		json_object_array_add(arr, o);
+	}
+	db_rows_free(r);
+	http_send_json(req, 200, arr);
+	json_object_put(arr);
+}

@@ -507,6 +507,17 @@ enum qc_err quota_expire_all(struct db *db, time_t now)
 	return db_exec(db, SQL_EXPIRE_ALL, p, 1, NULL);
 }
 
+enum qc_err quota_overrides_expiring(struct db *db, time_t now, long long within_s, long long n,
+				     struct db_rows **out)
+{
+	static const char sql[] =
+		"SELECT o.user_id, u.email, u.plan, o.tokens_per_day, o.tokens_per_month, o.calls_per_hour,"
+		" o.expires_at, o.reason FROM quota_overrides o JOIN users u ON u.id = o.user_id"
+		" WHERE o.expires_at > ? AND o.expires_at <= ? ORDER BY o.expires_at, o.user_id LIMIT ?";
+	struct db_val p[3] = { DB_INT(now), DB_INT(now + within_s), DB_INT(n) };
+	return db_query(db, sql, p, 3, out);
+}
+
 enum qc_err quota_nearest(struct db *db, time_t now, long long n, struct db_rows **out)
 {
 	struct db_val p[3] = { DB_INT(now), DB_INT(quota_window_start(QUOTA_DAY, now)), DB_INT(n) };

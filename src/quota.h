@@ -143,6 +143,11 @@ enum qc_err quota_expire_all(struct db *db, time_t now);
 /* Users nearest their daily limit: id, email, plan, used+reserved, limit,
  * percent, 1 if an override is in force, its expiry (epoch; NULL: none or never). */
 enum qc_err quota_nearest(struct db *db, time_t now, long long n, struct db_rows **out);
+/* Overrides still in force that end within within_s of now, soonest first
+ * (at most n): user_id, email, plan, tokens_per_day, tokens_per_month,
+ * calls_per_hour (NULL: the plan's, -1: unlimited), expires_at, reason. */
+enum qc_err quota_overrides_expiring(struct db *db, time_t now, long long within_s, long long n,
+				     struct db_rows **out);
 /* Users at warning or worse right now (their overall level), counted per
  * plan: rows of plan, level (1 warning, 2 critical, 3 exceeded), count; only
  * users with usage in a current window are read (GET /metrics). */

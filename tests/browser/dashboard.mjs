@@ -334,6 +334,10 @@ async function main() {
   /* an A/B experiment for the admin's experiments card (a draft: it changes no one's answers) */
   const expName = `dash-ab-${process.pid}-${Date.now()}`;
   ctl('experiment', 'create', expName, '--control-pct', '30');
+  /* an override ending in two days, with markup in its reason, for the admin's overrides card */
+  const ovrUser = addUser('ovr', 'pro_monthly', false);
+  const ovrReason = `<img src=x onerror="window.__xss=1"> loyal ${process.pid}`;
+  const ovrEnd = new Date(Date.now() + 2 * 86400e3).toISOString().replace(/\.\d+Z$/, 'Z');
 
   const gen = async (task, prompt, extra = {}) => {
     const r = await api('POST', '/api/v1/generate', user.key, { task, prompt, ...extra });
@@ -516,6 +520,11 @@ async function main() {
   const adm = await newPage({ width: 1280, height: 900 });
   page = adm.page;
   check(await openWithKey(page, admin.key) === 'ready', 'an admin key shows the dashboard');
+  const ovrSet = await api('PUT', `/api/v1/quota/users/${ovrUser.id}/override`, admin.key,
+    { tokens_per_day: 20000, expires_at: ovrEnd, reason: ovrReason });
+  check(ovrSet.status === 200, 'an override with markup in its reason, ending in 2 days', ovrSet.status);
+  await page.reload();
+  await page.waitForFunction(() => document.body.getAttribute('data-state') === 'ready', null, { timeout: 10000 });
   const da = await page.evaluate(readDashboard);
   check(da.role === 'admin' && da.cacheScope === 'all users' && da.plansCard && da.topKeysCard,
     'an admin sees the global cache scope, the per-plan card and the top keys', [da.role, da.cacheScope]);
@@ -530,6 +539,28 @@ async function main() {
   check(expRows.length === 2 && expRows[0][1] === 'draft' && expRows[0][2] === 'control' &&
     expRows[1][2] === 'treatment' && expRows[0][0].includes('30 % control'),
     'an admin sees the experiments card: each experiment with its control and treatment arms', expRows);
+  try {
+    await page.waitForFunction((id) => !!document.querySelector(`#overrides-table tr[data-user="${id}"]`),
+      String(ovrUser.id), { timeout: 5000 });
+  } catch (e) { /* checked below */ }
+  const ovrRow = await page.evaluate((id) => {
+    const tr = document.querySelector(`#overrides-table tr[data-user="${id}"]`);
+    return tr ? { reason: tr.querySelector('[data-col=reason]').textContent,
+      day: tr.querySelector('[data-col=day]').textContent, imgs: tr.querySelectorAll('img').length,
+      xss: window.__xss === 1 } : null;
+  }, String(ovrUser.id));
+  check(ovrRow && ovrRow.reason === ovrReason && ovrRow.day === '20,000' && ovrRow.imgs === 0 && !ovrRow.xss,
+    'an admin sees the override ending soon, its reason shown as text (no markup run)', ovrRow);
+  const gs = await get('/api/v1/cache/stats', admin.key);
+  const feat = await page.evaluate(() => ({
+    ttl: [...document.querySelectorAll('#ttl-table tbody tr')].map((tr) => tr.children[0].textContent),
+    regions: document.querySelectorAll('#region-table tbody tr').length,
+    values: document.querySelectorAll('#value-table tbody tr').length,
+    warming: !document.getElementById('warming-box').hidden,
+  }));
+  check(feat.ttl.join(',') === gs.effective_ttl.map((x) => x.ttl_up_to).join(',') &&
+    feat.regions === gs.regions.length && feat.values === gs.task_value.length && feat.warming,
+    'cache features card: effective TTL buckets, regions, hits per store and warming spend as in GET /cache/stats', feat);
   bad = await compare(page, () => get('/api/v1/cache/stats', admin.key), cacheProblems);
   check(bad.length === 0, 'admin cache widget equals the global GET /cache/stats', bad.join('\n'));
   bad = await compare(page, () => get('/api/v1/cache/stats', admin.key), (d, g) => {

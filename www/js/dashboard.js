@@ -359,6 +359,7 @@
       tb.appendChild(tr);
     });
 
+    renderFeatures(cs, admin);
     show($('plans-card'), admin);
     show($('topkeys-card'), admin);
     if (!admin) return;
@@ -533,7 +534,77 @@
     show($('experiments-empty'), list.length === 0);
   }
 
+  /* SPEC §13: effective TTLs, regions, what cost-aware caching learned, warming spend */
+  function renderFeatures(cs, admin) {
+    var rows = function (id, list, fill) {
+      var tb = $(id).tBodies[0];
+      clear(tb);
+      (Array.isArray(list) ? list : []).forEach(function (x) {
+        var tr = h('tr');
+        fill(tr, x);
+        tb.appendChild(tr);
+      });
+    };
+    rows('ttl-table', cs.effective_ttl, function (tr, x) {
+      cell(tr, String(x.ttl_up_to), 'TTL up to', null, 'ttl');
+      cell(tr, fmtInt(x.entries), 'entries', null, 'entries');
+      cell(tr, fmtInt(x.adaptive), 'adaptive', null, 'adaptive');
+    });
+    rows('region-table', cs.regions, function (tr, x) {
+      cell(tr, x.region === null ? '(none)' : String(x.region), 'region', null, 'region');
+      cell(tr, fmtInt(x.hits), 'hits', null, 'hits');
+      cell(tr, fmtInt(x.misses), 'misses', null, 'misses');
+      cell(tr, fmtInt(x.entries), 'entries', null, 'entries');
+      cell(tr, fmtBytes(x.bytes), 'stored', null, 'bytes');
+    });
+    $('worker-region').textContent = cs.worker_region ? '(this worker: ' + cs.worker_region + ')' : '';
+    rows('value-table', cs.task_value, function (tr, x) {
+      cell(tr, String(x.task), 'task', null, 'task');
+      cell(tr, String(x.tier), 'tier', 'text', 'tier');
+      cell(tr, fmtInt(x.hits), 'hits', null, 'hits');
+      cell(tr, fmtInt(x.stores), 'stores', null, 'stores');
+      cell(tr, x.hits_per_store === null ? '-' : num(x.hits_per_store).toFixed(2), 'hits per store', null, 'hps');
+    });
+    $('evicted').textContent = num(cs.evicted) ? '(' + fmtInt(cs.evicted) + ' evicted under the cap)' : '';
+    show($('warming-box'), admin);
+    var w = cs.warming || {};
+    rows('warming-table', Object.keys(w).sort().map(function (p) { return { plan: p, s: w[p] || {} }; }),
+      function (tr, x) {
+        cell(tr, planLabel(x.plan), 'plan', null, 'plan');
+        cell(tr, fmtInt(x.s.calls), 'calls', null, 'calls');
+        cell(tr, fmtInt(x.s.refused_by_budget), 'refused by budget', null, 'refused');
+        cell(tr, fmtInt(x.s.tokens), 'tokens', null, 'tokens');
+        cell(tr, fmtUsd(x.s.cost_usd), 'spent', null, 'cost');
+      });
+  }
+
+  /* overrides about to end (admin): loyal customers to look after */
+  function renderOverrides(list) {
+    var tb = $('overrides-table').tBodies[0];
+    clear(tb);
+    list = Array.isArray(list) ? list : [];
+    list.forEach(function (o) {
+      var tr = h('tr');
+      tr.setAttribute('data-user', String(o.user_id));
+      cell(tr, String(o.email || ''), 'user', null, 'email');
+      cell(tr, planLabel(o.plan), 'plan', 'text', 'plan');
+      cell(tr, fmtUtc(o.expires_at), 'ends', 'text', 'expires');
+      cell(tr, o.tokens_per_day === undefined ? 'plan' : o.tokens_per_day === null ? 'unlimited'
+        : fmtInt(o.tokens_per_day), 'daily limit', null, 'day');
+      cell(tr, String(o.reason || ''), 'reason', 'text', 'reason');
+      tb.appendChild(tr);
+    });
+    show($('overrides-empty'), list.length === 0);
+  }
+
   function refreshExperiments(admin) {
+    show($('overrides-card'), admin);
+    if (admin) {
+      var g = state.generation;
+      api('/api/v1/admin/overrides?within_days=7').then(function (list) {
+        if (g === state.generation) renderOverrides(list);
+      }, function () { /* the other cards say what is wrong */ });
+    }
     show($('experiments-card'), admin);
     if (!admin) return;
     var gen = state.generation;
