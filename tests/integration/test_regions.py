@@ -28,7 +28,9 @@ def front(region):
     os.makedirs(var, exist_ok=True)
     conf = os.path.join(var, "quotacache.conf")
     with open(os.environ["QC_CONFIG"]) as f, open(conf, "w") as g:
-        g.write(f.read() + f"\nregion = {region}\n")
+        # the Apache passes give their workers a database of their own (QC_DB_NAME)
+        db = f"db_name = {os.environ['QC_DB_NAME']}\n" if os.environ.get("QC_DB_NAME") else ""
+        g.write(f.read() + f"\nregion = {region}\n" + db)
     port = free_port()
     subprocess.run(["bash", os.path.join(SRC, "scripts", "lighttpd.sh"), "start", var, str(port), "2", WORKER,
                     conf, os.path.join(SRC, "www")], check=True, capture_output=True)
