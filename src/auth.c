@@ -99,7 +99,8 @@ static unsigned slot_of(const char *hash)
 static const char SQL_KEY_USER[] =
 	"SELECT u.id, u.email, u.plan, u.role FROM api_keys k "
 	"JOIN users u ON u.id = k.user_id "
-	"WHERE k.key_hash = ? AND k.revoked_at IS NULL";
+	"WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.disabled_at IS NULL"
+	" AND (k.expires_at IS NULL OR k.expires_at > UTC_TIMESTAMP())";
 
 enum qc_err auth_authenticate(struct db *db, const char *authorization,
 			      time_t now, long long cache_seconds, struct auth_user *u)

@@ -23,12 +23,17 @@ int ctl_fail(enum qc_err rc, struct db *db, const char *what);
 /* User id from --id N or --email E; 0 (with a message) if none. */
 long long ctl_user_arg(struct db *db, int argc, char **argv);
 
-/* Commands beyond migrate/user/key (quota, cache): exit status, or -1 if
- * argv[0] is not one of them. */
-int ctl_more(struct db *db, const struct config *cfg, int argc, char **argv);
-/* quotacachectl experiment ... (ctl_experiment.c): exit status. */
-int ctl_experiment(struct db *db, int argc, char **argv);
-/* Usage lines of those commands. */
-void ctl_usage_more(void);
+/* The commands by concern (argv after the command word): exit status. */
+int ctl_user(struct db *db, int argc, char **argv);     /* ctl_users.c */
+int ctl_key(struct db *db, int argc, char **argv);
+int ctl_audit(struct db *db, int argc, char **argv);
+int ctl_quota(struct db *db, int argc, char **argv);    /* ctl_quota.c */
+int ctl_cache(struct db *db, const struct config *cfg, int argc, char **argv);   /* ctl_cache.c */
+int ctl_experiment(struct db *db, int argc, char **argv);   /* ctl_experiment.c */
+/* Their usage lines. */
+void ctl_usage_users(void);
+void ctl_usage_quota(void);
+void ctl_usage_cache(void);
+void ctl_usage_experiment(void);
 
 #endif

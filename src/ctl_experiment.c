@@ -85,3 +85,12 @@ int ctl_experiment(struct db *db, int argc, char **argv)
 	fprintf(stderr, "usage: quotacachectl experiment create|start|stop|show|list ...\n");
 	return 2;
 }
+
+void ctl_usage_experiment(void)
+{
+	fprintf(stderr,
+		"  experiment create NAME [--control-pct N] [--description TEXT]\n"
+		"                                            a draft A/B test: control arm without the cache\n"
+		"  experiment start|stop|show ID-OR-NAME     run it (one at a time), end it, its arms\n"
+		"  experiment list                           every experiment with its arms' figures\n");
+}

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "app.h"
 #include "warming.h"
 #include "cache.h"
@@ -98,7 +99,7 @@ void h_cache_put(struct app *app, struct http_req *req)
 	long long ttl = 0;
 	time_t expires;
 	char err[256];
-	json_object *jv, *jm, *o;
+	json_object *jv, *jm, *o, *before = NULL;
 	enum qc_err rc;
 	int is_json;
 
@@ -140,11 +141,22 @@ void h_cache_put(struct app *app, struct http_req *req)
 		http_problem(req, 413, "entry-too-large", http_reason(413), d, NULL);
 		return;
 	}
+	if (tier == CACHE_SYSTEM && (before = admin_system_snapshot(app->db, key, req->now, &rc), rc != QC_OK)) {
+		api_error(req, rc, NULL);
+		return;
+	}
 	rc = cache_put(app->db, tier == CACHE_SYSTEM ? 0 : req->user.id, tier, key, klen, value, vlen,
 		       is_json, meta, mlen, ttl, req->now, app->cfg.cache_user_max_bytes, &outcome, &expires);
 	if (rc != QC_OK) {
+		json_object_put(before);
 		api_error(req, rc, NULL);
 		return;
+	}
+	if (tier == CACHE_SYSTEM) {   /* the system tier's changes are audited (SPEC §14) */
+		struct admin_actor actor;
+		admin_api_actor(&actor, &req->user);
+		admin_audit(app->db, &actor, "system.put", 0, key,
+			    before, admin_system_snapshot(app->db, key, req->now, &rc), req->now);
 	}
 	if (outcome == CACHE_FULL) {
 		char d[160];
@@ -180,7 +192,13 @@ void h_cache_delete(struct app *app, struct http_req *req)
 		api_error(req, QC_EFORBIDDEN, "only admins delete from the system tier");
 		return;
 	}
-	rc = cache_delete(app->db, tier == CACHE_SYSTEM ? 0 : req->user.id, tier, key, klen);
+	if (tier == CACHE_SYSTEM) {   /* through admin.c: audited */
+		struct admin_actor actor;
+		admin_api_actor(&actor, &req->user);
+		rc = admin_system_delete(app->db, &actor, key, req->now);
+	} else {
+		rc = cache_delete(app->db, req->user.id, tier, key, klen);
+	}
 	if (rc == QC_ENOTFOUND) {
 		http_problem(req, 404, "cache-miss", "Not Found", "no entry for this key", NULL);
 		return;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "app.h"
 #include "jsonu.h"
 #include "metrics.h"
@@ -385,6 +386,7 @@ void h_quota_set_plan(struct app *app, struct http_req *req)
 	const char *plan;
 	size_t len;
 	char err[256];
+	struct admin_actor actor;
 	enum qc_err rc;
 	json_object *o;
 
@@ -395,7 +397,8 @@ void h_quota_set_plan(struct app *app, struct http_req *req)
 		api_error(req, QC_EINPUT, err);
 		return;
 	}
-	rc = users_set_plan(app->db, uid, plan);
+	admin_api_actor(&actor, &req->user);
+	rc = admin_user_set_plan(app->db, &actor, uid, plan, req->now);
 	if (rc == QC_EINPUT) {
 		api_error(req, rc, "field 'plan' names no plan (see GET /api/v1/quota/plans)");
 		return;
@@ -434,6 +437,7 @@ void h_quota_set_override(struct app *app, struct http_req *req)
 	const char *reason = "", *iso = NULL;
 	size_t len;
 	char err[256];
+	struct admin_actor actor;
 	enum qc_err rc;
 	json_object *j;
 	int nd, nm, nh;
@@ -465,7 +469,8 @@ void h_quota_set_override(struct app *app, struct http_req *req)
 			return;
 		}
 	}
-	rc = quota_override_set(app->db, uid, d, m, h, (time_t)exp, reason ? reason : "");
+	admin_api_actor(&actor, &req->user);
+	rc = admin_override_set(app->db, &actor, uid, d, m, h, (time_t)exp, reason ? reason : "", req->now);
 	if (rc != QC_OK) {
 		api_error(req, rc, rc == QC_ENOTFOUND ? "no such user" : NULL);
 		return;
@@ -476,11 +481,13 @@ void h_quota_set_override(struct app *app, struct http_req *req)
 void h_quota_clear_override(struct app *app, struct http_req *req)
 {
 	long long uid = path_user(req);
+	struct admin_actor actor;
 	enum qc_err rc;
 
 	if (!uid)
 		return;
-	if ((rc = quota_override_clear(app->db, uid)) != QC_OK) {
+	admin_api_actor(&actor, &req->user);
+	if ((rc = admin_override_clear(app->db, &actor, uid, req->now)) != QC_OK) {
 		api_error(req, rc, rc == QC_ENOTFOUND ? "this user has no override" : NULL);
 		return;
 	}

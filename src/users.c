@@ -90,13 +90,14 @@ enum qc_err keys_add(struct db *db, long long user_id, char key_out[AUTH_KEY_LEN
 	return db_exec(db, SQL_ADD_KEY, p, 3, NULL);
 }
 
-enum qc_err users_add(struct db *db, const char *email, const char *plan, int admin,
-		      long long *id_out, char key_out[AUTH_KEY_LEN + 1])
+enum qc_err users_insert(struct db *db, const char *email, const char *plan, int admin,
+			 long long *id_out, char key_out[AUTH_KEY_LEN + 1])
 {
 	struct db_val p[3];
 	enum qc_err rc;
 	int pe;
 
+	*id_out = 0;
 	if (!email_ok(email))
 		return QC_EINPUT;
 	if ((pe = users_plan_exists(db, plan)) < 0)
@@ -106,16 +107,21 @@ enum qc_err users_add(struct db *db, const char *email, const char *plan, int ad
 	p[0] = DB_STR(email);
 	p[1] = DB_STR(plan);
 	p[2] = DB_STR(admin ? "admin" : "user");
+	if ((rc = db_exec(db, SQL_ADD_USER, p, 3, NULL)) != QC_OK)
+		return db_errno(db) == ER_DUP_ENTRY ? QC_ECONFLICT : rc;
+	*id_out = (long long)db_insert_id(db);
+	return keys_add(db, *id_out, key_out);
+}
+
+enum qc_err users_add(struct db *db, const char *email, const char *plan, int admin,
+		      long long *id_out, char key_out[AUTH_KEY_LEN + 1])
+{
+	enum qc_err rc;
+
 	/* the user and its first key: both or neither */
 	if ((rc = db_exec(db, "START TRANSACTION", NULL, 0, NULL)) != QC_OK)
 		return rc;
-	if ((rc = db_exec(db, SQL_ADD_USER, p, 3, NULL)) != QC_OK) {
-		int dup = db_errno(db) == ER_DUP_ENTRY;
-		db_exec(db, "ROLLBACK", NULL, 0, NULL);
-		return dup ? QC_ECONFLICT : rc;
-	}
-	*id_out = (long long)db_insert_id(db);
-	if ((rc = keys_add(db, *id_out, key_out)) != QC_OK ||
+	if ((rc = users_insert(db, email, plan, admin, id_out, key_out)) != QC_OK ||
 	    (rc = db_exec(db, "COMMIT", NULL, 0, NULL)) != QC_OK) {
 		db_exec(db, "ROLLBACK", NULL, 0, NULL);
 		*id_out = 0;

@@ -22,6 +22,10 @@ int users_plan_exists(struct db *db, const char *plan);
 enum qc_err users_add(struct db *db, const char *email, const char *plan, int admin,
 		      long long *id_out, char key_out[AUTH_KEY_LEN + 1]);
 
+/* The same inside the caller's transaction (admin.c adds its audit row). */
+enum qc_err users_insert(struct db *db, const char *email, const char *plan, int admin,
+			 long long *id_out, char key_out[AUTH_KEY_LEN + 1]);
+
 /* Find a user id by email: QC_OK, QC_ENOTFOUND. */
 enum qc_err users_find(struct db *db, const char *email, long long *id_out);
 
