@@ -574,3 +574,76 @@ enum qc_err admin_audit_json(struct db *db, const char *action, const char *acto
 	return QC_OK;
 #undef AUDIT_WHERE
 }
+
+enum qc_err admin_spend_json(struct db *db, time_t now, long long days, json_object **out)
+{
+	/* per UTC day and plan; warming calls (task 'warm:...') are billed to no
+	 * user: their own column */
+	static const char sql[] =
+		"SELECT FLOOR(created_at / 86400) AS d, plan,"
+		" SUM(IF(cached = 0 AND task NOT LIKE 'warm:%', cost_micro, 0)), SUM(saved_micro),"
+		" SUM(outcome <> 'quota' AND task NOT LIKE 'warm:%'), SUM(outcome = 'quota' AND task NOT LIKE 'warm:%'),"
+		" SUM(IF(task LIKE 'warm:%', cost_micro, 0))"
+		" FROM usage_events WHERE created_at >= ? AND created_at < ? GROUP BY d, plan ORDER BY d, plan";
+	time_t end = now - now % 86400 + 86400, start = end - (time_t)days * 86400;
+	struct db_val p[2] = { DB_INT(start), DB_INT(end) };
+	struct db_rows *r = NULL;
+	json_object *arr;
+	char day[32];
+	enum qc_err rc;
+
+	*out = NULL;
+	if ((rc = db_query(db, sql, p, 2, &r)) != QC_OK)
+		return rc;
+	arr = json_object_new_array();
+	for (unsigned i = 0; i < r->nrows; i++) {
+		json_object *o = json_object_new_object();
+		qc_iso8601(db_cell_ll(r, i, 0) * 86400, day);
+		day[10] = 0;
+		json_object_object_add(o, "day", json_object_new_string(day));
+		json_object_object_add(o, "plan", json_object_new_string(db_cell(r, i, 1)));
+		json_object_object_add(o, "billed_usd", json_object_new_double((double)db_cell_ll(r, i, 2) / 1e6));
+		json_object_object_add(o, "saved_usd", json_object_new_double((double)db_cell_ll(r, i, 3) / 1e6));
+		json_object_object_add(o, "calls", json_object_new_int64(db_cell_ll(r, i, 4)));
+		json_object_object_add(o, "refusals", json_object_new_int64(db_cell_ll(r, i, 5)));
+		json_object_object_add(o, "warming_usd", json_object_new_double((double)db_cell_ll(r, i, 6) / 1e6));
+		json_object_array_add(arr, o);
+	}
+	db_rows_free(r);
+	*out = json_object_new_object();
+	json_object_object_add(*out, "days", arr);
+	qc_iso8601(start, day);
+	day[10] = 0;
+	json_object_object_add(*out, "from", json_object_new_string(day));
+	qc_iso8601(end - 86400, day);
+	day[10] = 0;
+	json_object_object_add(*out, "to", json_object_new_string(day));
+	return QC_OK;
+}
+
+enum qc_err admin_nearest_json(struct db *db, time_t now, long long n, json_object **out)
+{
+	struct db_rows *r = NULL;
+	enum qc_err rc = quota_nearest(db, now, n, &r);
+
+	*out = NULL;
+	if (rc != QC_OK)
+		return rc;
+	*out = json_object_new_array();
+	for (unsigned i = 0; i < r->nrows; i++) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "user_id", json_object_new_int64(db_cell_ll(r, i, 0)));
+		json_object_object_add(o, "email", json_object_new_string(db_cell(r, i, 1)));
+		json_object_object_add(o, "plan", json_object_new_string(db_cell(r, i, 2)));
+		json_object_object_add(o, "used", json_object_new_int64(db_cell_ll(r, i, 3)));
+		json_object_object_add(o, "limit", json_object_new_int64(db_cell_ll(r, i, 4)));
+		json_object_object_add(o, "percent", json_object_new_int64(db_cell_ll(r, i, 5)));
+		/* an override in force: when it ends (null: it has no end, or there is none) */
+		json_object_object_add(o, "override", json_object_new_boolean(db_cell_ll(r, i, 6) == 1));
+		json_object_object_add(o, "override_expires_at", db_cell_ll(r, i, 6) == 1 && !db_cell_null(r, i, 7)
+				       ? jiso(db_cell_ll(r, i, 7)) : NULL);
+		json_object_array_add(*out, o);
+	}
+	db_rows_free(r);
+	return QC_OK;
+}

@@ -94,4 +94,12 @@ enum qc_err admin_audit_json(struct db *db, const char *action, const char *acto
 			     time_t since, time_t until, long long page, long long per_page,
 			     json_object **out);
 
+/* Spend per UTC day and plan over the last days (today included): {"days":
+ * [{day, plan, billed_usd, saved_usd, calls, refusals, warming_usd}], "from",
+ * "to"}; rows only for days with activity. */
+enum qc_err admin_spend_json(struct db *db, time_t now, long long days, json_object **out);
+/* The n users nearest their daily limit: [{user_id, email, plan, used,
+ * limit, percent, override, override_expires_at}]. */
+enum qc_err admin_nearest_json(struct db *db, time_t now, long long n, json_object **out);
+
 #endif

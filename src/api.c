@@ -52,6 +52,8 @@ const struct route api_routes[] = {
 	  h_admin_system_put },
 	{ "DELETE", "/api/v1/admin/system-prompts/{key}", ROUTE_ADMIN, "admin_system_delete", h_admin_system_delete },
 	{ "GET", "/api/v1/admin/audit", ROUTE_ADMIN, "admin_audit", h_admin_audit },
+	{ "GET", "/api/v1/admin/spend", ROUTE_ADMIN, "admin_spend", h_admin_spend },
+	{ "GET", "/api/v1/admin/nearest", ROUTE_ADMIN, "admin_nearest", h_admin_nearest },
 	{ "GET", "/api/v1/admin/experiments", ROUTE_ADMIN, "experiments", h_exp_list },
 	{ "POST", "/api/v1/admin/experiments", ROUTE_ADMIN | ROUTE_JSON, "experiment_create", h_exp_create },
 	{ "GET", "/api/v1/admin/experiments/{id}", ROUTE_ADMIN, "experiment", h_exp_get },

@@ -96,6 +96,8 @@ void h_admin_system_list(struct app *, struct http_req *);
 void h_admin_system_put(struct app *, struct http_req *);
 void h_admin_system_delete(struct app *, struct http_req *);
 void h_admin_audit(struct app *, struct http_req *);
+void h_admin_spend(struct app *, struct http_req *);
+void h_admin_nearest(struct app *, struct http_req *);
 void h_cache_get(struct app *, struct http_req *);
 void h_cache_put(struct app *, struct http_req *);
 void h_cache_delete(struct app *, struct http_req *);

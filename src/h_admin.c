@@ -12,6 +12,8 @@
  *   PUT    /api/v1/admin/system-prompts/{key}       {value}
  *   DELETE /api/v1/admin/system-prompts/{key}
  *   GET    /api/v1/admin/audit?action=&actor=&user_id=&since=&until=&page=&per_page=
+ *   GET    /api/v1/admin/spend?days=N              billed, saved, refusals per day and plan
+ *   GET    /api/v1/admin/nearest?limit=N           users nearest their daily limit
  *
  * Plans and overrides keep their routes under /api/v1/quota/users/{id}/,
  * audited through the same functions.
@@ -356,6 +358,36 @@ void h_admin_audit(struct app *app, struct http_req *req)
 	    query_int(req, "per_page", 1, 200, 50, &per) < 0)
 		return;
 	if ((rc = admin_audit_json(app->db, action, actor, user, (time_t)since, (time_t)until, page, per, &o)) != QC_OK) {
+		api_error(req, rc, NULL);
+		return;
+	}
+	send(req, 200, o);
+}
+
+void h_admin_spend(struct app *app, struct http_req *req)
+{
+	long long days;
+	json_object *o;
+	enum qc_err rc;
+
+	if (query_int(req, "days", 1, 366, 90, &days) < 0)
+		return;
+	if ((rc = admin_spend_json(app->db, req->now, days, &o)) != QC_OK) {
+		api_error(req, rc, NULL);
+		return;
+	}
+	send(req, 200, o);
+}
+
+void h_admin_nearest(struct app *app, struct http_req *req)
+{
+	long long n;
+	json_object *o;
+	enum qc_err rc;
+
+	if (query_int(req, "limit", 1, 500, 20, &n) < 0)
+		return;
+	if ((rc = admin_nearest_json(app->db, req->now, n, &o)) != QC_OK) {
 		api_error(req, rc, NULL);
 		return;
 	}

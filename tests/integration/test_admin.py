@@ -5,12 +5,13 @@ users, overrides, purge a user's cache, edit the system tier; every change
 through the API or quotacachectl leaves an audit row (who, what, when, before
 -> after); hostile input gets problem+json."""
 import json
+import os
 import secrets
 import time
 import urllib.parse
 from datetime import datetime, timezone
 
-from qc import check, ctl, done, get, is_problem, new_user, post, put, request
+from qc import check, ctl, done, get, is_problem, new_user, post, put, request, sql_write
 
 admin_id, admin_key, admin_email = new_user("enterprise", admin=True, prefix="cadmin")
 plain_id, plain_key, _ = new_user("pro_monthly", prefix="cplain")
@@ -189,6 +190,46 @@ check(aout.splitlines()[0].startswith("id\tat\tactor") and len(aout.splitlines()
       and "cache.purge" in aout.splitlines()[1], "quotacachectl audit lists them, newest first", aout)
 _, sout, _ = ctl("user", "show", "--id", str(cid))
 shown = json.loads(sout)
+
+# --- the console's charts: spend per day and plan, users nearest their limits ---------------
+if os.environ.get("QC_TEST_CLOCK_BUILD") == "1":
+    T = 2002000000 + 3600               # a day of its own (2033-06-10)
+    sql_write(f"INSERT IGNORE INTO plans (name, display_name, tokens_per_day, tokens_per_month, calls_per_hour,"
+              f" session_ttl_seconds, content_ttl_seconds, sort_order) VALUES ('spend_{tag}', 'Spend test',"
+              f" 1000000, NULL, NULL, 3600, 3600, 91), ('tiny_{tag}', 'Tiny test', 30, NULL, NULL, 3600, 3600, 90)")
+    try:
+        sid, skey, _ = new_user(f"spend_{tag}", prefix="spend")
+        tid, tkey, _ = new_user(f"tiny_{tag}", prefix="tiny")
+        hdr = {"X-QC-Test-Now": str(T)}
+        gens = [post("/api/v1/generate", {"task": "cv", "prompt": p}, key=skey, headers=hdr)
+                for p in ("spend one", "spend two", "spend one")]
+        refused = post("/api/v1/generate", {"task": "cv", "prompt": "too big " * 40}, key=tkey, headers=hdr)
+        check([g.status for g in gens] == [200] * 3 and gens[2].json["cached"] and refused.status == 429,
+              "two misses and a hit on one plan, a refusal on another", (gens, refused))
+        want_billed = sum(g.json["cost_usd"] for g in gens[:2])
+        rows = {}
+        for _ in range(40):   # hits and refusals reach the ledger within about a second
+            got = get("/api/v1/admin/spend?days=3", key=admin_key, headers=hdr).json
+            rows = {x["plan"]: x for x in got["days"] if x["plan"] in (f"spend_{tag}", f"tiny_{tag}")}
+            if rows.get(f"spend_{tag}", {}).get("calls") == 3 and rows.get(f"tiny_{tag}", {}).get("refusals") == 1:
+                break
+            time.sleep(0.25)
+        sp = rows.get(f"spend_{tag}", {})
+        check(got["to"] == "2033-06-10" and got["from"] == "2033-06-08" and sp.get("day") == "2033-06-10"
+              and sp.get("calls") == 3 and abs(sp.get("billed_usd", 0) - want_billed) < 1e-9
+              and abs(sp.get("saved_usd", 0) - gens[0].json["cost_usd"]) < 1e-9,
+              "spend per day and plan: calls, billed and saved dollars", (got.get("from"), got.get("to"), sp))
+        check(rows.get(f"tiny_{tag}", {}).get("refusals") == 1, "... and quota refusals", rows.get(f"tiny_{tag}"))
+        check(is_problem(get("/api/v1/admin/spend?days=0", key=admin_key), 400)
+              and is_problem(get("/api/v1/admin/spend", key=plain_key), 403), "spend: bad days 400, a user's key 403")
+        near = get("/api/v1/admin/nearest?limit=500", key=admin_key).json
+        check(isinstance(near, list) and all({"user_id", "email", "percent", "override_expires_at"} <= set(x) for x in near)
+              and [x["percent"] for x in near] == sorted((x["percent"] for x in near), reverse=True),
+              "users nearest their limits, most used first", near[:3])
+        check(is_problem(get("/api/v1/admin/nearest?limit=0", key=admin_key), 400), "nearest: bad limit 400")
+    finally:
+        sql_write(f"UPDATE users SET plan = 'payg' WHERE plan IN ('spend_{tag}', 'tiny_{tag}')")
+        sql_write(f"DELETE FROM plans WHERE name IN ('spend_{tag}', 'tiny_{tag}')")
 check(shown["plan"] == "pro_annual" and shown["disabled"] is False and len(shown["keys"]) == 2,
       "quotacachectl user show", sout[:300])
 done()
