@@ -145,9 +145,8 @@ void h_admin_user_create(struct app *app, struct http_req *req)
 		api_error(req, rc, rc == QC_ECONFLICT ? "a user with this email exists" : NULL);
 		return;
 	}
-	/* the key is in this answer only: it is stored as a hash */
+	/* the key is in this answer only (stored as a hash; every answer is no-store) */
 	json_object_object_add(o, "key", json_object_new_string(key));
-	http_add_header(req, "Cache-Control", "no-store");
 	send(req, 201, o);
 }
 
@@ -229,7 +228,6 @@ void h_admin_key_issue(struct app *app, struct http_req *req)
 	} else {
 		json_object_object_add(o, "expires_at", NULL);
 	}
-	http_add_header(req, "Cache-Control", "no-store");
 	send(req, 201, o);
 }
 
