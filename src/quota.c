@@ -265,7 +265,7 @@ static const char SQL_NEAREST[] =
 	" FROM quota_counters c JOIN users u ON u.id = c.user_id JOIN plans p ON p.name = u.plan"
 	" LEFT JOIN quota_overrides o ON o.user_id = u.id AND (o.expires_at IS NULL OR o.expires_at > ?)"
 	" WHERE c.window_kind = 'day' AND c.window_start = ?) x"
-	" WHERE lim > 0 ORDER BY admitted / lim DESC LIMIT ?";
+	" WHERE lim > 0 ORDER BY admitted / lim DESC, id LIMIT ?";
 
 static long long cell_limit(const struct db_rows *r, unsigned col)
 {

@@ -2,8 +2,9 @@
 # run.sh - the dashboard's browser test: headless Debian Chromium driven by
 # playwright-core (pinned in package-lock.json; no browser download) against
 # the real stack that tests/integration/run.sh started. Installs what is
-# missing, then runs dashboard.mjs, which prints TAP lines ("ok N - [browser]
-# ...") and exits non-zero when a check failed.
+# missing, then runs dashboard.mjs and admin.mjs, which print TAP lines ("ok N -
+# [browser] ..." / "ok N - [admin console] ...") and exit non-zero when a
+# check failed.
 # Env: QC_URL (lighttpd serving www/ and the API), QC_CTL (quotacachectl,
 # with QC_CONFIG exported), QC_BUILD (screenshots go to
 # $QC_BUILD/tests/out/screenshots), QC_VAR.
@@ -45,5 +46,8 @@ if [ ! -f "$HERE/node_modules/playwright-core/package.json" ] ||
 	[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "Bail out! npm ci failed in tests/browser"; exit 1; }
 fi
 
-# the whole run is bounded too (each wait inside is bounded as well)
-exec timeout -k 10 420 node "$HERE/dashboard.mjs"
+# each run is bounded too (each wait inside is bounded as well): the
+# dashboard, then the admin console (admin.mjs, its own TAP numbering)
+timeout -k 10 420 node "$HERE/dashboard.mjs"; rc=$?
+timeout -k 10 180 node "$HERE/admin.mjs" || rc=$?
+exit "$rc"

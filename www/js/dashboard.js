@@ -642,6 +642,7 @@
       }
       state.me = r[0];
       show($('usage-scope-label'), r[0].role === 'admin');
+      show($('admin-link'), r[0].role === 'admin');   /* admin.html: the console */
       hideError();
       show($('login'), false);
       show($('dash'), true);
@@ -709,6 +710,7 @@
     clearInterval(state.ticker);
     show($('dash'), false);
     show($('session'), false);
+    show($('admin-link'), false);
     show($('login'), true);
     if (clearError) hideError();
     document.body.setAttribute('data-state', 'signed-out');
