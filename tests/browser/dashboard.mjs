@@ -8,78 +8,21 @@
 // Prints TAP ("ok N - [browser] ..."), "# page load: N ms", screenshots under
 // $QC_BUILD/tests/out/screenshots (./screenshots without QC_BUILD).
 import { chromium } from 'playwright-core';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { BASE, CHROMIUM, SHOTS, addUser as makeUser, api, ctl, get, makeTap, sleep, userIdOf } from './harness.mjs';
 
-const BASE = (process.env.QC_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
-const CTL = process.env.QC_CTL || 'quotacachectl';
-const SHOTS = process.env.QC_BUILD
-  ? path.join(process.env.QC_BUILD, 'tests', 'out', 'screenshots')
-  : path.resolve('screenshots');
-const CHROMIUM = process.env.QC_CHROMIUM || '/usr/bin/chromium';
 const WAIT = 15000;                 // every single wait in the page
 const STAMP = `${process.pid}-${Date.now()}`;
 
 /* ---- TAP ------------------------------------------------------------------ */
 
-let n = 0, failed = 0;
-function check(cond, name, detail) {
-  n++;
-  if (cond) {
-    console.log(`ok ${n} - [browser] ${name}`);
-  } else {
-    failed++;
-    console.log(`not ok ${n} - [browser] ${name}`);
-    if (detail !== undefined) diag(typeof detail === 'string' ? detail : JSON.stringify(detail));
-  }
-  return !!cond;
-}
-function diag(msg) {
-  for (const line of String(msg).split('\n')) console.log(`# ${line}`);
-}
+const tap = makeTap('browser');
+const { check, diag } = tap;
 
 /* ---- the API and the CLI, seen from the test ------------------------------- */
 
-async function api(method, p, key, body) {
-  const headers = { Accept: 'application/json' };
-  if (key) headers.Authorization = `Bearer ${key}`;
-  const init = { method, headers, signal: AbortSignal.timeout(20000) };
-  if (body !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
-  }
-  const r = await fetch(BASE + p, init);
-  const text = await r.text();
-  let json = null;
-  try { json = text ? JSON.parse(text) : null; } catch { json = null; }
-  return { status: r.status, json, text };
-}
-async function get(p, key) {
-  const r = await api('GET', p, key);
-  if (r.status !== 200) throw new Error(`GET ${p} -> ${r.status} ${r.text.slice(0, 200)}`);
-  return r.json;
-}
-
-function ctl(...args) {
-  return execFileSync(CTL, args, { encoding: 'utf8', timeout: 30000, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-}
-function userIdOf(email) {
-  for (const line of ctl('user', 'list').split('\n')) {
-    const f = line.split('\t');
-    if (f[1] === email) return Number(f[0]);
-  }
-  throw new Error(`user ${email} not in user list`);
-}
-function addUser(tag, plan, admin) {
-  const email = `dash-${tag}-${STAMP}@browser.test`;
-  const key = ctl('user', 'add', '--email', email, '--plan', plan, ...(admin ? ['--admin'] : []))
-    .split('\n').pop().trim();
-  if (!/^qck_\S+$/.test(key)) throw new Error(`user add printed no key for ${email}`);
-  return { email, key, id: userIdOf(email) };
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const addUser = (tag, plan, admin) => makeUser('dash', STAMP, tag, plan, admin);
 
 /* ---- what the page should show, computed independently -------------------- */
 
@@ -698,7 +641,7 @@ async function main() {
 const watchdog = setTimeout(async () => {
   check(false, 'the browser test finished within 300 s');
   if (browser) await Promise.race([browser.close().catch(() => {}), sleep(5000)]);
-  console.log(`1..${n}`);
+  console.log(`1..${tap.n}`);
   process.exit(1);
 }, 300000);
 
@@ -710,5 +653,5 @@ try {
   if (browser) await Promise.race([browser.close().catch(() => {}), sleep(10000)]);
   clearTimeout(watchdog);
 }
-console.log(`1..${n}`);
-process.exit(failed ? 1 : 0);
+console.log(`1..${tap.n}`);
+process.exit(tap.failed ? 1 : 0);

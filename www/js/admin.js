@@ -65,28 +65,10 @@
 
   /* ---- formatting ---------------------------------------------------------- */
 
-  function num(v) { return typeof v === 'number' && isFinite(v) ? v : 0; }
+  var F = window.qcFormat;   /* js/format.js */
+  var num = F.num, fmtInt = F.fmtInt, fmtUsd = F.fmtUsd, fmtUtc = F.fmtUtc;
 
-  function fmtInt(v) { return Math.round(num(v)).toLocaleString('en-US'); }
 
-  function fmtUsd(v) {
-    v = num(v);
-    if (v === 0) return '$0.00';
-    var a = Math.abs(v), s;
-    if (a >= 1) {
-      s = a.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-    } else {
-      s = a.toFixed(6).replace(/0+$/, '');
-      if (/\.\d$/.test(s)) s += '0';
-      if (s === '0.') s = '0.00';
-    }
-    return (v < 0 ? '-$' : '$') + s;
-  }
-
-  /* "2026-11-25T02:04:36Z" -> "2026-11-25 02:04" */
-  function fmtUtc(iso) {
-    return typeof iso === 'string' ? iso.replace('T', ' ').replace(/:\d\dZ$/, '') : '';
-  }
 
   function limitText(v) { return v === null ? 'unlimited' : v === undefined ? 'plan' : fmtInt(v); }
 

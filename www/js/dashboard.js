@@ -50,30 +50,14 @@
 
   /* ---- formatting --------------------------------------------------------- */
 
-  function num(v) { return typeof v === 'number' && isFinite(v) ? v : 0; }
-
-  function fmtInt(v) { return Math.round(num(v)).toLocaleString('en-US'); }
+  var F = window.qcFormat;   /* js/format.js */
+  var num = F.num, fmtInt = F.fmtInt, fmtUsd = F.fmtUsd, fmtUtc = F.fmtUtc;
 
   function fmtRatio(hits, misses, ratio) {
     if (num(hits) + num(misses) === 0) return '—';
     return (num(ratio) * 100).toFixed(1) + '%';
   }
 
-  /* Dollars: cents for amounts of a dollar or more, else up to six decimals
-   * (LLM calls cost fractions of a cent). */
-  function fmtUsd(v) {
-    v = num(v);
-    if (v === 0) return '$0.00';
-    var a = Math.abs(v), s;
-    if (a >= 1) {
-      s = a.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-    } else {
-      s = a.toFixed(6).replace(/0+$/, '');
-      if (/\.\d$/.test(s)) s += '0';
-      if (s === '0.') s = '0.00';
-    }
-    return (v < 0 ? '-$' : '$') + s;
-  }
 
   function fmtBytes(b) {
     b = num(b);
@@ -97,10 +81,6 @@
     return d.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit', second: '2-digit' });
   }
 
-  /* "2026-11-25T02:04:36Z" -> "2026-11-25 02:04" */
-  function fmtUtc(iso) {
-    return typeof iso === 'string' ? iso.replace('T', ' ').replace(/:\d\dZ$/, '') : '';
-  }
 
   function levelOf(l) { return LEVELS.indexOf(l) >= 0 ? l : 'ok'; }
 
