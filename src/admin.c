@@ -647,3 +647,38 @@ enum qc_err admin_nearest_json(struct db *db, time_t now, long long n, json_obje
 	db_rows_free(r);
 	return QC_OK;
 }
+
+enum qc_err admin_user_cache_json(struct db *db, long long id, time_t now, long long n, json_object **out)
+{
+	static const char sql[] =
+		"SELECT cache_type, cache_key, size_bytes, access_count, UNIX_TIMESTAMP(created_at),"
+		" UNIX_TIMESTAMP(expires_at), region, JSON_VALUE(metadata, '$.task') FROM ai_cache"
+		" WHERE user_id = ? AND (expires_at IS NULL OR expires_at > FROM_UNIXTIME(?))"
+		" ORDER BY created_at DESC, id DESC LIMIT ?";
+	struct db_val p[3] = { DB_INT(id), DB_INT(now), DB_INT(n) };
+	struct db_rows *r = NULL;
+	enum qc_err rc;
+	json_object *u = user_snapshot(db, id, 0, &rc);
+
+	*out = NULL;
+	if (!u)
+		return rc;
+	json_object_put(u);
+	if ((rc = db_query(db, sql, p, 3, &r)) != QC_OK)
+		return rc;
+	*out = json_object_new_array();
+	for (unsigned i = 0; i < r->nrows; i++) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "tier", json_object_new_string(db_cell(r, i, 0)));
+		json_object_object_add(o, "key", json_object_new_string_len(db_cell(r, i, 1), (int)db_cell_len(r, i, 1)));
+		json_object_object_add(o, "bytes", json_object_new_int64(db_cell_ll(r, i, 2)));
+		json_object_object_add(o, "hits", json_object_new_int64(db_cell_ll(r, i, 3)));
+		json_object_object_add(o, "created_at", jiso(db_cell_ll(r, i, 4)));
+		json_object_object_add(o, "expires_at", db_cell_null(r, i, 5) ? NULL : jiso(db_cell_ll(r, i, 5)));
+		json_object_object_add(o, "region", *db_cell(r, i, 6) ? json_object_new_string(db_cell(r, i, 6)) : NULL);
+		json_object_object_add(o, "task", db_cell_null(r, i, 7) ? NULL : json_object_new_string(db_cell(r, i, 7)));
+		json_object_array_add(*out, o);
+	}
+	db_rows_free(r);
+	return QC_OK;
+}

@@ -94,6 +94,9 @@ enum qc_err admin_audit_json(struct db *db, const char *action, const char *acto
 			     time_t since, time_t until, long long page, long long per_page,
 			     json_object **out);
 
+/* A user's live cache entries, newest first (at most n): [{tier, key, bytes,
+ * hits, created_at, expires_at, region, task}].  QC_ENOTFOUND: no such user. */
+enum qc_err admin_user_cache_json(struct db *db, long long id, time_t now, long long n, json_object **out);
 /* Spend per UTC day and plan over the last days (today included): {"days":
  * [{day, plan, billed_usd, saved_usd, calls, refusals, warming_usd}], "from",
  * "to"}; rows only for days with activity. */

@@ -45,6 +45,7 @@ const struct route api_routes[] = {
 	{ "POST", "/api/v1/admin/users/{id}/disable", ROUTE_ADMIN, "admin_user_disable", h_admin_user_disable },
 	{ "POST", "/api/v1/admin/users/{id}/enable", ROUTE_ADMIN, "admin_user_enable", h_admin_user_enable },
 	{ "POST", "/api/v1/admin/users/{id}/keys", ROUTE_ADMIN | ROUTE_JSON, "admin_key_issue", h_admin_key_issue },
+	{ "GET", "/api/v1/admin/users/{id}/cache", ROUTE_ADMIN, "admin_user_cache", h_admin_user_cache },
 	{ "DELETE", "/api/v1/admin/users/{id}/cache", ROUTE_ADMIN, "admin_user_purge", h_admin_user_purge },
 	{ "DELETE", "/api/v1/admin/keys/{prefix}", ROUTE_ADMIN, "admin_key_revoke", h_admin_key_revoke },
 	{ "GET", "/api/v1/admin/system-prompts", ROUTE_ADMIN, "admin_system", h_admin_system_list },

@@ -92,6 +92,7 @@ void h_admin_user_enable(struct app *, struct http_req *);
 void h_admin_key_issue(struct app *, struct http_req *);
 void h_admin_key_revoke(struct app *, struct http_req *);
 void h_admin_user_purge(struct app *, struct http_req *);
+void h_admin_user_cache(struct app *, struct http_req *);
 void h_admin_system_list(struct app *, struct http_req *);
 void h_admin_system_put(struct app *, struct http_req *);
 void h_admin_system_delete(struct app *, struct http_req *);

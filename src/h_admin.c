@@ -7,6 +7,7 @@
  *   POST   /api/v1/admin/users/{id}/disable | /enable
  *   POST   /api/v1/admin/users/{id}/keys            {expires_at?}: the key, shown once
  *   DELETE /api/v1/admin/keys/{prefix}
+ *   GET    /api/v1/admin/users/{id}/cache?limit=N   the user's live entries
  *   DELETE /api/v1/admin/users/{id}/cache           purge
  *   GET    /api/v1/admin/system-prompts
  *   PUT    /api/v1/admin/system-prompts/{key}       {value}
@@ -387,6 +388,21 @@ void h_admin_nearest(struct app *app, struct http_req *req)
 		return;
 	if ((rc = admin_nearest_json(app->db, req->now, n, &o)) != QC_OK) {
 		api_error(req, rc, NULL);
+		return;
+	}
+	send(req, 200, o);
+}
+
+void h_admin_user_cache(struct app *app, struct http_req *req)
+{
+	long long id = path_id(req), n;
+	json_object *o;
+	enum qc_err rc;
+
+	if (!id || query_int(req, "limit", 1, 1000, 100, &n) < 0)
+		return;
+	if ((rc = admin_user_cache_json(app->db, id, req->now, n, &o)) != QC_OK) {
+		api_error(req, rc, rc == QC_ENOTFOUND ? "no such user" : NULL);
 		return;
 	}
 	send(req, 200, o);

@@ -119,9 +119,11 @@ async function takeKey(page, how) {
   if (how && how.escape) await page.keyboard.press('Escape');
   else await page.click('#key-done');
   await page.waitForSelector('#key-dlg:not([open])', { state: 'attached' });
-  const gone = await page.evaluate((k) => !document.documentElement.outerHTML.includes(k) &&
+  /* the dialog's close event (which erases the key) runs a moment after it closes */
+  const gone = await page.waitForFunction((k) => !document.documentElement.outerHTML.includes(k) &&
     ![...document.querySelectorAll('input, textarea')].some((i) => i.value.includes(k)) &&
-    !JSON.stringify(Object.entries(sessionStorage)).includes(k) && localStorage.length === 0, key);
+    !JSON.stringify(Object.entries(sessionStorage)).includes(k) && localStorage.length === 0, key,
+  { timeout: 3000 }).then(() => true, () => false);
   return { key, copied: clip === key || copiedHow === 'fallback', copiedHow, gone };
 }
 
@@ -268,6 +270,16 @@ async function usersFlow(w) {
   /* purge the cache */
   const entry = `/api/v1/cache/session/console-${tag}`;
   const put = await api('PUT', entry, k1.key, { value: 'cached answer' });
+  await page.click('#refresh');
+  await page.waitForFunction((k) => !!document.querySelector(`#uc-table tr[data-key="${k}"]`), `console-${tag}`,
+    { timeout: WAIT }).catch(() => {});
+  const listed = await page.evaluate((k) => {
+    const tr = document.querySelector(`#uc-table tr[data-key="${k}"]`);
+    return tr ? { tier: tr.querySelector('[data-col=tier]').textContent, bytes: tr.querySelector('[data-col=bytes]').textContent } : null;
+  }, `console-${tag}`);
+  const apiList = (await get(`/api/v1/admin/users/${uid}/cache`, admin.key)).find((e) => e.key === `console-${tag}`);
+  check(listed && apiList && listed.tier === 'session' && listed.bytes === String(apiList.bytes),
+    `${W} the user's cache entries are listed (key, tier, bytes as GET /admin/users/{id}/cache)`, { listed, apiList });
   await confirmWith(page, '#u-purge', 'ok');
   const tp = await toastText(page, /Removed/);
   const gone = await api('GET', entry, k1.key);
@@ -380,8 +392,12 @@ async function promptsFlow(w) {
   await shot(page, `admin-prompt-diff-${w}.png`);
   await page.click('#ed-save');
   const stored2 = await until(async () => (await get('/api/v1/admin/system-prompts', admin.key)).find((p) => p.key === key && p.value === v2));
-  const puts = await auditOf('action=system.put');
-  const mine = puts.filter((e) => e.target === key || (e.target || '').includes(key));
+  /* the audit row follows the stored value within the same request: wait for it */
+  let mine = [];
+  await until(async () => {
+    mine = (await auditOf('action=system.put')).filter((e) => e.target === key || (e.target || '').includes(key));
+    return mine.length === 2;
+  });
   check(stored2 && mine.length === 2, `${W} "Save" stores the new value; audit has two system.put for the key`, mine.length);
 
   /* delete */
@@ -481,6 +497,8 @@ async function keyboardFlow() {
   });
   await page.keyboard.press('Enter');
   await page.waitForSelector('#key-dlg[open]');
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'key-copy',
+    null, { timeout: 3000 }).catch(() => {});
   const inDlg = await page.evaluate(() => document.activeElement.id);
   const key = await page.inputValue('#key-value');
   keys.push(key);
@@ -488,6 +506,9 @@ async function keyboardFlow() {
   await page.waitForFunction(() => document.getElementById('key-copied').textContent !== '');
   await page.keyboard.press('Escape');
   await page.waitForSelector('#key-dlg:not([open])', { state: 'attached' });
+  /* focus comes back in the dialog's close event, a moment after it closes */
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'create-submit',
+    null, { timeout: 3000 }).catch(() => {});
   const back = await page.evaluate(() => document.activeElement.id);
   const created = await get(`/api/v1/admin/users?q=${encodeURIComponent(email)}`, admin.key);
   const uid = created.users.length === 1 ? created.users[0].id : 0;

@@ -117,8 +117,14 @@ check(r.status == 200, "set an override", r)
 check(delete(f"/api/v1/quota/users/{uid}/override").status == 204, "clear it")
 put("/api/v1/cache/session/one", {"value": "x"}, key=ukey)
 put("/api/v1/cache/content/two", {"value": "y"}, key=ukey)
+lst = get(f"{A}/users/{uid}/cache", key=admin_key)
+check(lst.status == 200 and sorted((e["tier"], e["key"]) for e in lst.json) == [("content", "two"), ("session", "one")]
+      and all(e["bytes"] > 0 and "value" not in e for e in lst.json), "the user's cache entries, without values", lst)
+check(is_problem(get(f"{A}/users/99999999/cache", key=admin_key), 404)
+      and is_problem(get(f"{A}/users/{uid}/cache?limit=0", key=admin_key), 400), "unknown user 404, bad limit 400")
 r = delete(f"{A}/users/{uid}/cache")
-check(r.status == 200 and r.json["deleted"] == 2, "purge the user's cache: 2 entries", r)
+check(r.status == 200 and r.json["deleted"] == 2 and get(f"{A}/users/{uid}/cache", key=admin_key).json == [],
+      "purge the user's cache: 2 entries, none left", r)
 check(get("/api/v1/cache/session/one", key=ukey).status == 404, "gone")
 
 # --- the system tier ------------------------------------------------------------------------

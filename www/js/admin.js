@@ -360,13 +360,15 @@
       api('GET', '/api/v1/quota/users/' + encodeURIComponent(id)),
       api('GET', '/api/v1/usage?user_id=' + encodeURIComponent(id) + '&from=' + from.toISOString().slice(0, 10) +
         '&to=' + to.toISOString().slice(0, 10)).catch(function (e) { return { error: e }; }),
-      api('GET', '/api/v1/admin/audit?per_page=20&user_id=' + encodeURIComponent(id)).catch(function (e) { return { error: e }; })
+      api('GET', '/api/v1/admin/audit?per_page=20&user_id=' + encodeURIComponent(id)).catch(function (e) { return { error: e }; }),
+      api('GET', '/api/v1/admin/users/' + encodeURIComponent(id) + '/cache?limit=100').catch(function (e) { return { error: e }; })
     ]).then(function (r) {
       if (state.userId !== id) return;
       state.user = r[0];
       state.quota = r[1];
       renderUser(r[0], r[1]);
       renderUserUsage(r[2]);
+      renderUserCache(r[4]);
       renderAuditRows($('ua-table').tBodies[0], r[3].entries || [], 'No audited change to this user yet.');
       document.body.setAttribute('data-user-state', 'ready');
       refocus(fk);
@@ -473,6 +475,29 @@
       kb.appendChild(tr);
     });
     if (!kb.children.length) emptyRow(kb, 5, 'No keys.');
+  }
+
+  function renderUserCache(list) {
+    var tb = $('uc-table').tBodies[0];
+    clear(tb);
+    if (!Array.isArray(list)) { $('uc-summary').textContent = list && list.error ? describe(list.error).title : ''; return; }
+    var bytes = 0;
+    list.forEach(function (e) {
+      var tr = h('tr');
+      tr.setAttribute('data-key', String(e.key));
+      cell(tr, String(e.key), 'key', 'mono', 'key');
+      cell(tr, String(e.tier), 'tier', null, 'tier');
+      cell(tr, e.task === null || e.task === undefined ? '-' : String(e.task), 'task', null, 'task');
+      cell(tr, fmtInt(e.bytes), 'bytes', 'num', 'bytes');
+      cell(tr, fmtInt(e.hits), 'hits', 'num', 'hits');
+      cell(tr, fmtUtc(e.created_at), 'stored (UTC)', null, 'created');
+      cell(tr, e.expires_at ? fmtUtc(e.expires_at) : 'never', 'expires (UTC)', null, 'expires');
+      bytes += num(e.bytes);
+      tb.appendChild(tr);
+    });
+    $('uc-summary').textContent = fmtInt(list.length) + (list.length === 1 ? ' live entry, ' : ' live entries, ') +
+      fmtInt(bytes) + ' bytes' + (list.length >= 100 ? ' (the newest 100)' : '');
+    if (!tb.children.length) emptyRow(tb, 7, 'No live cache entries.');
   }
 
   function renderUserUsage(r) {
