@@ -10,6 +10,7 @@
 #include "admin.h"
 #include "cache.h"
 #include "db.h"
+#include "experiment.h"
 #include "quota.h"
 #include "users.h"
 
@@ -415,6 +416,44 @@ enum qc_err admin_system_delete(struct db *db, const struct admin_actor *a, cons
 		return rc;
 	}
 	return admin_audit(db, a, "system.delete", 0, key, before, NULL, now);
+}
+
+enum qc_err admin_experiment_create(struct db *db, const struct admin_actor *a, const char *name,
+				    const char *description, int control_pct, time_t now, long long *id)
+{
+	enum qc_err rc;
+
+	if ((rc = begin(db)) != QC_OK)
+		return rc;
+	if ((rc = exp_create(db, name, description, control_pct, now, id)) == QC_OK) {
+		json_object *after = one_field("control_pct", json_object_new_int(control_pct));
+		json_object_object_add(after, "state", json_object_new_string("draft"));
+		rc = admin_audit(db, a, "experiment.create", 0, name, NULL, after, now);
+	}
+	return end(db, rc);
+}
+
+enum qc_err admin_experiment_run(struct db *db, const struct admin_actor *a, long long id, int start,
+				 time_t now)
+{
+	static const char sql[] = "SELECT name, state FROM experiments WHERE id = ?";
+	struct db_val p[1] = { DB_INT(id) };
+	struct db_rows *r = NULL;
+	char name[EXP_NAME_MAX + 1] = "", state[16] = "";
+	enum qc_err rc;
+
+	if ((rc = begin(db)) != QC_OK)
+		return rc;
+	if ((rc = db_query(db, sql, p, 1, &r)) == QC_OK && r->nrows) {
+		snprintf(name, sizeof name, "%s", db_cell(r, 0, 0));
+		snprintf(state, sizeof state, "%s", db_cell(r, 0, 1));
+	}
+	db_rows_free(r);
+	if (rc == QC_OK && (rc = start ? exp_start(db, id, now) : exp_stop(db, id, now)) == QC_OK)
+		rc = admin_audit(db, a, start ? "experiment.start" : "experiment.stop", 0, name,
+				 one_field("state", json_object_new_string(state)),
+				 one_field("state", json_object_new_string(start ? "running" : "stopped")), now);
+	return end(db, rc);
 }
 
 /* --- reads ------------------------------------------------------------ */

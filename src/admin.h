@@ -69,6 +69,12 @@ enum qc_err admin_system_put(struct db *db, const struct admin_actor *a, const c
 			     const char *value, size_t len, long long max_entry, time_t now);
 enum qc_err admin_system_delete(struct db *db, const struct admin_actor *a, const char *key, time_t now);
 
+/* A/B experiments (experiment.h), audited: create a draft; start (1) or
+ * stop (0) one.  Errors as exp_create / exp_start / exp_stop. */
+enum qc_err admin_experiment_create(struct db *db, const struct admin_actor *a, const char *name,
+				    const char *description, int control_pct, time_t now, long long *id);
+enum qc_err admin_experiment_run(struct db *db, const struct admin_actor *a, long long id, int start,
+				 time_t now);
 /* Write an audit row (before / after: JSON objects or NULL, taken over). */
 enum qc_err admin_audit(struct db *db, const struct admin_actor *a, const char *action, long long user,
 			const char *target, json_object *before, json_object *after, time_t now);

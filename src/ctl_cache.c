@@ -24,6 +24,14 @@ int ctl_cache(struct db *db, const struct config *cfg, int argc, char **argv)
 		if ((rc = cache_warm_dir(db, argv[1], now, cfg->cache_max_entry, &loaded, &same,
 					 &skipped)) != QC_OK)
 			return ctl_fail(rc, db, "cache warm");
+		if (loaded) {   /* a change of the system tier: audited */
+			struct admin_actor actor;
+			json_object *after = json_object_new_object();
+			admin_cli_actor(&actor);
+			json_object_object_add(after, "loaded", json_object_new_int(loaded));
+			json_object_object_add(after, "unchanged", json_object_new_int(same));
+			admin_audit(db, &actor, "system.warm", 0, argv[1], NULL, after, now);
+		}
 		printf("system tier: %d loaded, %d unchanged, %d skipped\n", loaded, same, skipped);
 		return 0;
 	}

@@ -9,6 +9,7 @@
 
 #include <json-c/json.h>
 
+#include "admin.h"
 #include "ctl.h"
 #include "db.h"
 #include "experiment.h"
@@ -54,8 +55,10 @@ static int show(struct db *db, long long id)
 int ctl_experiment(struct db *db, int argc, char **argv)
 {
 	long long id = 0, pct = 50;
+	struct admin_actor actor;
 	enum qc_err rc;
 
+	admin_cli_actor(&actor);
 	if (argc >= 2 && strcmp(argv[0], "create") == 0) {
 		const char *desc = ctl_opt(argc, argv, "--description");
 		if (ctl_int_opt(argc, argv, "--control-pct", 1, 99, 50, &pct) < 0)
@@ -64,7 +67,7 @@ int ctl_experiment(struct db *db, int argc, char **argv)
 			fprintf(stderr, "quotacachectl: experiment names are 1-64 characters of A-Z a-z 0-9 _ . -\n");
 			return 2;
 		}
-		if ((rc = exp_create(db, argv[1], desc, (int)pct, time(NULL), &id)) != QC_OK)
+		if ((rc = admin_experiment_create(db, &actor, argv[1], desc, (int)pct, time(NULL), &id)) != QC_OK)
 			return ctl_fail(rc, db, rc == QC_ECONFLICT ? "create (the name is taken)" : "create");
 		return show(db, id);
 	}
@@ -73,7 +76,7 @@ int ctl_experiment(struct db *db, int argc, char **argv)
 		int start = strcmp(argv[0], "start") == 0, stop = strcmp(argv[0], "stop") == 0;
 		if ((rc = exp_find(db, argv[1], &id)) != QC_OK)
 			return ctl_fail(rc, db, "experiment");
-		rc = start ? exp_start(db, id, time(NULL)) : stop ? exp_stop(db, id, time(NULL)) : QC_OK;
+		rc = start || stop ? admin_experiment_run(db, &actor, id, start, time(NULL)) : QC_OK;
 		if (rc != QC_OK)
 			return ctl_fail(rc, db, rc != QC_ECONFLICT ? argv[0]
 					: start ? "start (only a draft starts, while no other runs)"

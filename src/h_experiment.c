@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "app.h"
 #include "experiment.h"
 #include "jsonu.h"
@@ -63,6 +64,7 @@ void h_exp_create(struct app *app, struct http_req *req)
 	size_t nlen = 0, dlen = 0;
 	long long pct = 50, id = 0;
 	char err[256];
+	struct admin_actor actor;
 	enum qc_err rc;
 
 	if (jsonu_only_fields(req->json, allowed, err, sizeof err) < 0 ||
@@ -80,7 +82,8 @@ void h_exp_create(struct app *app, struct http_req *req)
 		api_error(req, QC_EINPUT, "field 'description' must be UTF-8 text without NUL");
 		return;
 	}
-	if ((rc = exp_create(app->db, name, desc, (int)pct, req->now, &id)) != QC_OK) {
+	admin_api_actor(&actor, &req->user);
+	if ((rc = admin_experiment_create(app->db, &actor, name, desc, (int)pct, req->now, &id)) != QC_OK) {
 		api_error(req, rc, rc == QC_ECONFLICT ? "an experiment with this name exists" : NULL);
 		return;
 	}
@@ -90,11 +93,13 @@ void h_exp_create(struct app *app, struct http_req *req)
 static void transition(struct app *app, struct http_req *req, int start)
 {
 	long long id = path_id(req);
+	struct admin_actor actor;
 	enum qc_err rc;
 
 	if (!id)
 		return;
-	rc = start ? exp_start(app->db, id, req->now) : exp_stop(app->db, id, req->now);
+	admin_api_actor(&actor, &req->user);
+	rc = admin_experiment_run(app->db, &actor, id, start, req->now);
 	if (rc != QC_OK) {
 		api_error(req, rc, rc == QC_ENOTFOUND ? "no such experiment"
 				 : rc != QC_ECONFLICT ? NULL

@@ -142,6 +142,16 @@ try:
     check("stopped" in out, "quotacachectl experiment stop", out)
     rc, _, err = ctl("experiment", "show", "no-such-experiment", check_rc=False)
     check(rc == 1, "show an unknown experiment: exit 1", err)
+    # every change is in the audit log: who, and the state before and after
+    log = get(f"/api/v1/admin/audit?action=experiment.&per_page=200", key=admin_key).json["entries"]
+    mine = [(e["action"], e["source"], e["before"], e["after"]) for e in reversed(log) if e["target"] in (name, f"cli-{tag}")]
+    check(mine == [("experiment.create", "api", None, {"control_pct": 50, "state": "draft"}),
+                   ("experiment.start", "api", {"state": "draft"}, {"state": "running"}),
+                   ("experiment.stop", "api", {"state": "running"}, {"state": "stopped"}),
+                   ("experiment.create", "cli", None, {"control_pct": 20, "state": "draft"}),
+                   ("experiment.start", "cli", {"state": "draft"}, {"state": "running"}),
+                   ("experiment.stop", "cli", {"state": "running"}, {"state": "stopped"})],
+          "experiments' creation, start and stop are audited (API and CLI)", mine)
 finally:
     sql(f"UPDATE experiments SET state = 'stopped' WHERE name LIKE '%{tag}'")
 done()
