@@ -276,10 +276,19 @@ enum qc_err admin_key_revoke(struct db *db, const struct admin_actor *a, const c
 	return end(db, rc);
 }
 
+void admin_override_limits(json_object *o, const struct db_rows *r, unsigned row, unsigned col)
+{
+	static const char *const names[] = { "tokens_per_day", "tokens_per_month", "calls_per_hour" };
+
+	for (unsigned c = 0; c < 3; c++)   /* absent: the plan's; null: unlimited */
+		if (!db_cell_null(r, row, col + c))
+			json_object_object_add(o, names[c], db_cell_ll(r, row, col + c) < 0 ? NULL
+					       : json_object_new_int64(db_cell_ll(r, row, col + c)));
+}
+
 /* The override of user id as JSON (NULL: none). */
 static json_object *override_snapshot(struct db *db, long long id, enum qc_err *rc)
 {
-	static const char *const names[] = { "tokens_per_day", "tokens_per_month", "calls_per_hour" };
 	struct db_rows *r = NULL;
 	json_object *o;
 
@@ -288,10 +297,7 @@ static json_object *override_snapshot(struct db *db, long long id, enum qc_err *
 		return NULL;
 	}
 	o = json_object_new_object();
-	for (unsigned c = 0; c < 3; c++)   /* absent: the plan's; null: unlimited */
-		if (!db_cell_null(r, 0, c))
-			json_object_object_add(o, names[c], db_cell_ll(r, 0, c) < 0 ? NULL
-					       : json_object_new_int64(db_cell_ll(r, 0, c)));
+	admin_override_limits(o, r, 0, 0);
 	json_object_object_add(o, "expires_at", db_cell_null(r, 0, 3) ? NULL : jiso(db_cell_ll(r, 0, 3)));
 	json_object_object_add(o, "reason", json_object_new_string(db_cell(r, 0, 4)));
 	db_rows_free(r);

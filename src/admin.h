@@ -75,6 +75,11 @@ enum qc_err admin_experiment_create(struct db *db, const struct admin_actor *a, 
 				    const char *description, int control_pct, time_t now, long long *id);
 enum qc_err admin_experiment_run(struct db *db, const struct admin_actor *a, long long id, int start,
 				 time_t now);
+/* The three limits of an override row into o (columns col..col+2:
+ * tokens_per_day, tokens_per_month, calls_per_hour): absent when NULL (the
+ * plan's), null when -1 (unlimited). */
+struct db_rows;
+void admin_override_limits(json_object *o, const struct db_rows *r, unsigned row, unsigned col);
 /* Write an audit row (before / after: JSON objects or NULL, taken over). */
 enum qc_err admin_audit(struct db *db, const struct admin_actor *a, const char *action, long long user,
 			const char *target, json_object *before, json_object *after, time_t now);

@@ -204,3 +204,34 @@ void api_handle(struct app *app, struct http_req *req)
 	if (!inflight_parked() && !req->sent)
 		api_error(req, QC_EIO, "the handler produced no answer");
 }
+
+long long api_path_id(struct http_req *req, const char *detail)
+{
+	const char *s = req->match.params[0];
+	char *end;
+	long long id = strtoll(s, &end, 10);
+
+	if (*end || id <= 0 || !(s[0] >= '0' && s[0] <= '9')) {
+		api_error(req, QC_ENOTFOUND, detail);
+		return 0;
+	}
+	return id;
+}
+
+int api_query_int(struct http_req *req, const char *name, long long lo, long long hi, long long def,
+		  long long *v)
+{
+	char buf[32], msg[120];
+	char *end;
+
+	*v = def;
+	if (!http_query_param(req, name, buf, sizeof buf))
+		return 0;
+	*v = strtoll(buf, &end, 10);
+	if (!*buf || *end || *v < lo || *v > hi) {
+		snprintf(msg, sizeof msg, "%s must be an integer from %lld to %lld", name, lo, hi);
+		api_error(req, QC_EINPUT, msg);
+		return -1;
+	}
+	return 1;
+}

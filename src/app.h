@@ -67,6 +67,13 @@ int oai_on_chunk(struct http_req *req, struct orch *o, json_object *chunk);
 /* RateLimit headers of st, and on /v1/ routes OpenAI's x-ratelimit-* (h_quota.c). */
 void api_ratelimit_headers(struct http_req *req, const struct quota_status *st);
 
+/* The path's first {param} as a positive decimal id; 0 after answering 404
+ * with detail ("no such user", ...) when it is not one. */
+long long api_path_id(struct http_req *req, const char *detail);
+/* Query parameter name as an integer in [lo, hi] (*v = def when absent): 1
+ * given, 0 absent, -1 after answering 400. */
+int api_query_int(struct http_req *req, const char *name, long long lo, long long hi, long long def,
+		  long long *v);
 /* Answer req with the problem matching error e (detail may be NULL). */
 void api_error(struct http_req *req, enum qc_err e, const char *detail);
 

@@ -33,39 +33,6 @@ static void send(struct http_req *req, int status, json_object *o)
 	json_object_put(o);
 }
 
-/* {id} of the path: a positive integer, else 404 (answered) and 0 */
-static long long path_id(struct http_req *req)
-{
-	char *end;
-	const char *s = req->match.params[0];
-	long long id = strtoll(s, &end, 10);
-
-	if (*end || id <= 0 || !(s[0] >= '0' && s[0] <= '9')) {
-		api_error(req, QC_ENOTFOUND, "no such user");
-		return 0;
-	}
-	return id;
-}
-
-/* An integer query parameter in [lo, hi] (def when absent); -1 answered 400. */
-static int query_int(struct http_req *req, const char *name, long long lo, long long hi, long long def,
-		     long long *v)
-{
-	char buf[32], msg[120];
-	char *end;
-
-	*v = def;
-	if (!http_query_param(req, name, buf, sizeof buf))
-		return 0;
-	*v = strtoll(buf, &end, 10);
-	if (!*buf || *end || *v < lo || *v > hi) {
-		snprintf(msg, sizeof msg, "%s must be an integer from %lld to %lld", name, lo, hi);
-		api_error(req, QC_EINPUT, msg);
-		return -1;
-	}
-	return 1;
-}
-
 /* An optional ISO 8601 UTC time member in the future: 0 absent or null, 1
  * set, -1 answered 400. */
 static int future_time(struct http_req *req, const char *name, long long *t)
@@ -95,11 +62,13 @@ void h_admin_users(struct app *app, struct http_req *req)
 	json_object *o;
 	enum qc_err rc;
 
-	if (http_query_param(req, "q", q, sizeof q) && !cache_utf8_ok(q, strlen(q))) {
-		api_error(req, QC_EINPUT, "q must be UTF-8 text");
+	/* a value that fills the buffer was cut: refused, never searched cut */
+	if (http_query_param(req, "q", q, sizeof q) &&
+	    (!cache_utf8_ok(q, strlen(q)) || strlen(q) >= sizeof q - 1)) {
+		api_error(req, QC_EINPUT, "q must be UTF-8 text of at most 254 bytes");
 		return;
 	}
-	if (query_int(req, "page", 1, 1000000, 1, &page) < 0 || query_int(req, "per_page", 1, 200, 50, &per) < 0)
+	if (api_query_int(req, "page", 1, 1000000, 1, &page) < 0 || api_query_int(req, "per_page", 1, 200, 50, &per) < 0)
 		return;
 	if ((rc = admin_users_json(app->db, q, page, per, &o)) != QC_OK) {
 		api_error(req, rc, NULL);
@@ -153,7 +122,7 @@ void h_admin_user_create(struct app *app, struct http_req *req)
 
 void h_admin_user(struct app *app, struct http_req *req)
 {
-	long long id = path_id(req);
+	long long id = api_path_id(req, "no such user");
 	json_object *o;
 	enum qc_err rc;
 
@@ -168,7 +137,7 @@ void h_admin_user(struct app *app, struct http_req *req)
 
 static void set_disabled(struct app *app, struct http_req *req, int disabled)
 {
-	long long id = path_id(req);
+	long long id = api_path_id(req, "no such user");
 	struct admin_actor actor;
 	enum qc_err rc;
 
@@ -199,7 +168,7 @@ void h_admin_user_enable(struct app *app, struct http_req *req)
 void h_admin_key_issue(struct app *app, struct http_req *req)
 {
 	static const char *const allowed[] = { "expires_at", NULL };
-	long long id = path_id(req), exp = 0;
+	long long id = api_path_id(req, "no such user"), exp = 0;
 	char err[256], key[AUTH_KEY_LEN + 1], prefix[AUTH_KEY_DISPLAY_LEN + 1];
 	struct admin_actor actor;
 	json_object *o;
@@ -253,7 +222,7 @@ void h_admin_key_revoke(struct app *app, struct http_req *req)
 
 void h_admin_user_purge(struct app *app, struct http_req *req)
 {
-	long long id = path_id(req);
+	long long id = api_path_id(req, "no such user");
 	unsigned long long n = 0;
 	struct admin_actor actor;
 	json_object *o;
@@ -338,14 +307,19 @@ void h_admin_audit(struct app *app, struct http_req *req)
 	enum qc_err rc;
 
 	if (http_query_param(req, "action", action, sizeof action)) {
+		if (strlen(action) >= sizeof action - 1) {
+			api_error(req, QC_EINPUT, "action is at most 63 characters");
+			return;
+		}
 		for (const char *c = action; *c; c++)
 			if (!((*c >= 'a' && *c <= 'z') || *c == '.' || *c == '_')) {
 				api_error(req, QC_EINPUT, "action is a name such as user.create, or a family such as user.");
 				return;
 			}
 	}
-	if (http_query_param(req, "actor", actor, sizeof actor) && !cache_utf8_ok(actor, strlen(actor))) {
-		api_error(req, QC_EINPUT, "actor must be UTF-8 text");
+	if (http_query_param(req, "actor", actor, sizeof actor) &&
+	    (!cache_utf8_ok(actor, strlen(actor)) || strlen(actor) >= sizeof actor - 1)) {
+		api_error(req, QC_EINPUT, "actor must be UTF-8 text of at most 299 bytes");
 		return;
 	}
 	if ((http_query_param(req, "since", buf, sizeof buf) && qc_parse_iso8601(buf, &since) < 0) ||
@@ -353,8 +327,8 @@ void h_admin_audit(struct app *app, struct http_req *req)
 		api_error(req, QC_EINPUT, "since and until are ISO 8601 UTC times such as 2026-12-01T00:00:00Z");
 		return;
 	}
-	if (query_int(req, "user_id", 1, 1LL << 62, 0, &user) < 0 || query_int(req, "page", 1, 1000000, 1, &page) < 0 ||
-	    query_int(req, "per_page", 1, 200, 50, &per) < 0)
+	if (api_query_int(req, "user_id", 1, 1LL << 62, 0, &user) < 0 || api_query_int(req, "page", 1, 1000000, 1, &page) < 0 ||
+	    api_query_int(req, "per_page", 1, 200, 50, &per) < 0)
 		return;
 	if ((rc = admin_audit_json(app->db, action, actor, user, (time_t)since, (time_t)until, page, per, &o)) != QC_OK) {
 		api_error(req, rc, NULL);
@@ -369,7 +343,7 @@ void h_admin_spend(struct app *app, struct http_req *req)
 	json_object *o;
 	enum qc_err rc;
 
-	if (query_int(req, "days", 1, 366, 90, &days) < 0)
+	if (api_query_int(req, "days", 1, 366, 90, &days) < 0)
 		return;
 	if ((rc = admin_spend_json(app->db, req->now, days, &o)) != QC_OK) {
 		api_error(req, rc, NULL);
@@ -384,7 +358,7 @@ void h_admin_nearest(struct app *app, struct http_req *req)
 	json_object *o;
 	enum qc_err rc;
 
-	if (query_int(req, "limit", 1, 500, 20, &n) < 0)
+	if (api_query_int(req, "limit", 1, 500, 20, &n) < 0)
 		return;
 	if ((rc = admin_nearest_json(app->db, req->now, n, &o)) != QC_OK) {
 		api_error(req, rc, NULL);
@@ -395,11 +369,11 @@ void h_admin_nearest(struct app *app, struct http_req *req)
 
 void h_admin_user_cache(struct app *app, struct http_req *req)
 {
-	long long id = path_id(req), n;
+	long long id = api_path_id(req, "no such user"), n;
 	json_object *o;
 	enum qc_err rc;
 
-	if (!id || query_int(req, "limit", 1, 1000, 100, &n) < 0)
+	if (!id || api_query_int(req, "limit", 1, 1000, 100, &n) < 0)
 		return;
 	if ((rc = admin_user_cache_json(app->db, id, req->now, n, &o)) != QC_OK) {
 		api_error(req, rc, rc == QC_ENOTFOUND ? "no such user" : NULL);

@@ -30,20 +30,6 @@ static void answer(struct app *app, struct http_req *req, long long id, int stat
 	json_object_put(o);
 }
 
-/* the {id} of the path; 0 (answered 404) if it is not a positive integer */
-static long long path_id(struct http_req *req)
-{
-	char *end;
-	long long id = strtoll(req->match.params[0], &end, 10);
-
-	if (*end || id <= 0 || id > 4294967295LL || !(req->match.params[0][0] >= '0' &&
-						      req->match.params[0][0] <= '9')) {
-		api_error(req, QC_ENOTFOUND, "no such experiment");
-		return 0;
-	}
-	return id;
-}
-
 void h_exp_list(struct app *app, struct http_req *req)
 {
 	answer(app, req, 0, 200);
@@ -51,7 +37,7 @@ void h_exp_list(struct app *app, struct http_req *req)
 
 void h_exp_get(struct app *app, struct http_req *req)
 {
-	long long id = path_id(req);
+	long long id = api_path_id(req, "no such experiment");
 
 	if (id)
 		answer(app, req, id, 200);
@@ -92,7 +78,7 @@ void h_exp_create(struct app *app, struct http_req *req)
 
 static void transition(struct app *app, struct http_req *req, int start)
 {
-	long long id = path_id(req);
+	long long id = api_path_id(req, "no such experiment");
 	struct admin_actor actor;
 	enum qc_err rc;
 

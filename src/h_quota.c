@@ -328,23 +328,11 @@ void h_quota_commit(struct app *app, struct http_req *req) { settle(app, req, 1)
 void h_quota_release(struct app *app, struct http_req *req) { settle(app, req, 0); }
 
 /* {id} path parameter as a positive user id, or answer 404. */
-static long long path_user(struct http_req *req)
-{
-	char *end;
-	long long id = strtoll(req->match.params[0], &end, 10);
-
-	if (*end || id <= 0 || req->match.params[0][0] == '+' || req->match.params[0][0] == ' ') {
-		api_error(req, QC_ENOTFOUND, "no such user");
-		return 0;
-	}
-	return id;
-}
-
 void h_quota_user(struct app *app, struct http_req *req)
 {
 	struct quota_status st;
 	struct db_rows *ov = NULL;
-	long long uid = path_user(req);
+	long long uid = api_path_id(req, "no such user");
 	enum qc_err rc;
 	json_object *o;
 
@@ -361,11 +349,7 @@ void h_quota_user(struct app *app, struct http_req *req)
 	o = status_json(&st);
 	if (ov->nrows) {
 		json_object *jo = json_object_new_object();
-		static const char *const n[] = { "tokens_per_day", "tokens_per_month", "calls_per_hour" };
-		for (unsigned c = 0; c < 3; c++)
-			if (db_cell(ov, 0, c))
-				json_object_object_add(jo, n[c], db_cell_ll(ov, 0, c) < 0 ? NULL
-					: json_object_new_int64(db_cell_ll(ov, 0, c)));
+		admin_override_limits(jo, ov, 0, 0);
 		if (db_cell(ov, 0, 3)) {
 			char iso[32];
 			qc_iso8601((time_t)db_cell_ll(ov, 0, 3), iso);
@@ -382,7 +366,7 @@ void h_quota_user(struct app *app, struct http_req *req)
 void h_quota_set_plan(struct app *app, struct http_req *req)
 {
 	static const char *const allowed[] = { "plan", NULL };
-	long long uid = path_user(req);
+	long long uid = api_path_id(req, "no such user");
 	const char *plan;
 	size_t len;
 	char err[256];
@@ -433,7 +417,7 @@ void h_quota_set_override(struct app *app, struct http_req *req)
 {
 	static const char *const allowed[] = { "tokens_per_day", "tokens_per_month",
 		"calls_per_hour", "expires_at", "reason", NULL };
-	long long uid = path_user(req), d, m, h, exp = 0;
+	long long uid = api_path_id(req, "no such user"), d, m, h, exp = 0;
 	const char *reason = "", *iso = NULL;
 	size_t len;
 	char err[256];
@@ -480,7 +464,7 @@ void h_quota_set_override(struct app *app, struct http_req *req)
 
 void h_quota_clear_override(struct app *app, struct http_req *req)
 {
-	long long uid = path_user(req);
+	long long uid = api_path_id(req, "no such user");
 	struct admin_actor actor;
 	enum qc_err rc;
 
@@ -499,21 +483,14 @@ void h_quota_clear_override(struct app *app, struct http_req *req)
  * overrides about to expire). */
 void h_quota_overrides(struct app *app, struct http_req *req)
 {
-	static const char *const lim_names[] = { "tokens_per_day", "tokens_per_month", "calls_per_hour" };
 	struct db_rows *r = NULL;
-	long long days = 7;
-	char buf[32], iso[32];
+	long long days;
+	char iso[32];
 	json_object *arr;
 	enum qc_err rc;
 
-	if (http_query_param(req, "within_days", buf, sizeof buf)) {
-		char *x;
-		days = strtoll(buf, &x, 10);
-		if (*x || !*buf || days < 1 || days > 365) {
-			api_error(req, QC_EINPUT, "within_days must be an integer from 1 to 365");
-			return;
-		}
-	}
+	if (api_query_int(req, "within_days", 1, 365, 7, &days) < 0)
+		return;
 	if ((rc = quota_overrides_expiring(app->db, req->now, days * 86400, 500, &r)) != QC_OK) {
 		api_error(req, rc, NULL);
 		return;
@@ -524,10 +501,7 @@ void h_quota_overrides(struct app *app, struct http_req *req)
 		json_object_object_add(o, "user_id", json_object_new_int64(db_cell_ll(r, i, 0)));
 		json_object_object_add(o, "email", json_object_new_string(db_cell(r, i, 1)));
 		json_object_object_add(o, "plan", json_object_new_string(db_cell(r, i, 2)));
-		for (unsigned c = 0; c < 3; c++)   /* absent: the plan's; null: unlimited */
-			if (!db_cell_null(r, i, 3 + c))
-				json_object_object_add(o, lim_names[c], db_cell_ll(r, i, 3 + c) < 0 ? NULL
-						       : json_object_new_int64(db_cell_ll(r, i, 3 + c)));
+		admin_override_limits(o, r, i, 3);
 		qc_iso8601(db_cell_ll(r, i, 6), iso);
 		json_object_object_add(o, "expires_at", json_object_new_string(iso));
 		json_object_object_add(o, "reason", json_object_new_string(db_cell(r, i, 7)));

@@ -57,9 +57,20 @@ for body, what in (({"email": "x", "plan": "payg"}, "a bad email"), ({"email": f
                    ({"email": f"a{tag}@b.c"}, "no plan"), ({"email": f"a{tag}@b.c", "plan": "payg", "admin": "yes"}, "admin as text"),
                    ({"email": f"a{tag}@b.c", "plan": "payg", "role": "admin"}, "an unknown member"),
                    ({"email": f"a{tag}@b.c", "plan": "payg", "key_expires_at": "2001-01-01T00:00:00Z"}, "a past expiry"),
-                   ({"email": "a b@c.d", "plan": "payg"}, "a space in the email")):
+                   ({"email": "a b@c.d", "plan": "payg"}, "a space in the email"),
+                   ({"email": "x" * 300 + "@example.com", "plan": "payg"}, "an email of 312 bytes"),
+                   ({"email": f"n{tag}@b.c", "plan": "payg", "key_expires_at": "soon"}, "a key end that is no time"),
+                   ({"email": 5, "plan": "payg"}, "a number for the email")):
     check(is_problem(post(f"{A}/users", body, key=admin_key), 400), f"create with {what}: 400")
 check(is_problem(post(f"{A}/users", {"email": hostile, "plan": "payg"}, key=admin_key), 409), "the same email: 409")
+for path, method in ((f"{A}/users", "POST"), (f"{A}/users/{uid}/keys", "POST"), (f"{A}/system-prompts/x", "PUT")):
+    check(is_problem(request(method, path, raw=b"{not json", key=admin_key), 400)
+          and is_problem(request(method, path, raw=b"[1, 2]", key=admin_key), 400),
+          f"{method} {path.replace(str(uid), '{id}')} with malformed JSON or not an object: 400")
+check(is_problem(request("POST", f"{A}/users", raw=b'{"email":"' + b"e" * (5 << 20) + b'"}', key=admin_key), 413),
+      "a body over max_body: 413")
+check(is_problem(request("POST", "/api/v1/admin/warming/run", raw=b"", key=plain_key), 403),
+      "the warming sweep with a user's key: 403")
 
 # --- search and page ----------------------------------------------------------------------
 for i in range(3):
@@ -72,8 +83,10 @@ check(len(r2["users"]) == 2 and not {u["id"] for u in r2["users"]} & {u["id"] fo
       "page 2 holds the other two")
 check(get(f"{A}/users?q=%25&per_page=1", key=admin_key).json["total"] == 0,
       "the search text is literal: '%' matches no email")
-for bad in ("page=0", "per_page=500", "page=x"):
-    check(is_problem(get(f"{A}/users?{bad}", key=admin_key), 400), f"users?{bad}: 400")
+for bad in ("page=0", "per_page=500", "page=x", "q=" + "a" * 300):
+    check(is_problem(get(f"{A}/users?{bad}", key=admin_key), 400), f"users?{bad[:20]}: 400")
+# bytes that are not UTF-8: lighttpd refuses the URL itself; Apache passes it to the worker
+check(get(f"{A}/users?q=%ff%fe", key=admin_key).status == 400, "users?q=%ff%fe (not UTF-8): 400")
 
 # --- plan, disable, enable ------------------------------------------------------------------
 r = put(f"/api/v1/quota/users/{uid}/plan", {"plan": "pro_monthly"}, key=admin_key)
@@ -169,8 +182,9 @@ check([e["action"] for e in reversed(mine)] == ["system.put", "system.put", "sys
       "system prompts: each edit with the value before and after (filter by action family)", mine)
 page = audit(actor=admin_email, per_page=3)
 check(page["total"] >= 13 and len(page["entries"]) == 3, "filter by actor, paged", page["total"])
-for bad in ("action=DROP%20TABLE", "since=yesterday", "user_id=0", "per_page=1000"):
-    check(is_problem(get(f"{A}/audit?{bad}", key=admin_key), 400), f"audit?{bad}: 400")
+for bad in ("action=DROP%20TABLE", "since=yesterday", "user_id=0", "per_page=1000", "action=" + "a" * 100,
+            "actor=" + "b" * 400):
+    check(is_problem(get(f"{A}/audit?{bad}", key=admin_key), 400), f"audit?{bad[:24]}: 400")
 r = get(f"{A}/audit?since={iso(int(time.time()) + 3600)}", key=admin_key)
 check(r.status == 200 and r.json["total"] == 0, "since an hour ahead: nothing")
 

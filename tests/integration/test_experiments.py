@@ -42,8 +42,11 @@ for body, what in (({}, "no name"), ({"name": "a b"}, "a space in the name"),
                    ({"name": "ok", "control_pct": 0}, "control_pct 0"),
                    ({"name": "ok", "control_pct": 100}, "control_pct 100"),
                    ({"name": "ok", "control_pct": "50"}, "control_pct as a string"),
-                   ({"name": "ok", "arms": 3}, "an unknown field")):
+                   ({"name": "ok", "arms": 3}, "an unknown field"),
+                   ({"name": "ok", "description": "d" * 501}, "a description of 501 bytes"),
+                   ({"name": 7}, "a number for the name")):
     check(is_problem(post(BASE, body, key=admin_key), 400), f"create with {what}: 400")
+check(is_problem(request("POST", BASE, raw=b"{nope", key=admin_key), 400), "malformed JSON: 400")
 r = post(BASE, {"name": name, "control_pct": 50, "description": "<script>alert(1)</script> cache on/off"},
          key=admin_key)
 check(r.status == 201 and r.json["state"] == "draft" and r.json["control_pct"] == 50
