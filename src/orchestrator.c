@@ -134,24 +134,6 @@ static void serve_hit(struct cache_entry *e, struct gen_result *r, long long *sa
 	r->prompt_tokens = r->completion_tokens = r->cost_micro = 0;
 }
 
-/* Flight row: 1 = we lead, 0 = someone else does, -1 = db error. */
-static int flight_acquire(struct db *db, const char *fkey, const char *owner, time_t now,
-			  long long hold_s)
-{
-	static const char sql[] =
-		"INSERT INTO generate_flights (flight_key, owner, started_at, expires_at)"
-		" VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE"
-		" owner = IF(expires_at < VALUES(started_at), VALUES(owner), owner),"
-		" started_at = IF(expires_at < VALUES(started_at), VALUES(started_at), started_at),"
-		" expires_at = IF(expires_at < VALUES(started_at), VALUES(expires_at), expires_at)";
-	struct db_val p[4] = { DB_STR(fkey), DB_STR(owner), DB_INT(now), DB_INT(now + hold_s) };
-	unsigned long long n = 0;
-
-	if (db_exec(db, sql, p, 4, &n) != QC_OK)
-		return -1;
-	return n > 0;   /* 1 inserted, 2 taken over from a dead leader, 0 busy */
-}
-
 /* The flight row of fkey: 1 live (another leader), 0 absent or lapsed, -1 error. */
 static int flight_live(struct db *db, const char *fkey, time_t now)
 {
@@ -217,7 +199,7 @@ static enum orch_step hit(struct orch *o, struct db *db, struct cache_entry *e)
 {
 	long long saved_t, saved_m;
 
-	if (o->rid[0]) {   /* a waiter held a reservation: give it back */
+	if (o->rid[0]) {   /* none held: waiters reserve nothing (sql/017) */
 		settle(db, o->user.id, o->rid, -1, o->now);
 		o->rid[0] = 0;
 	}
@@ -261,11 +243,25 @@ static enum orch_step call(struct orch *o)
 	return ORCH_CALL;
 }
 
+/* Reserve for the call, and with flight take its row in the same
+ * transaction; o->leading says who leads.  Nothing is held on failure, nor
+ * when another request leads the flight (sql/017). */
+static enum qc_err reserve(struct orch *o, struct db *db, time_t now, int flight)
+{
+	time_t exp;
+	enum qc_err rc = quota_reserve_flight(db, o->user.id, o->in.task, o->min, now,
+					      o->cfg->reservation_ttl, 1, flight ? o->fkey : NULL,
+					      flight ? o->owner : NULL, o->hold_s, o->rid, &exp,
+					      &o->r.quota, &o->leading);
+	if (rc != QC_OK)
+		o->rid[0] = 0;
+	return rc;
+}
+
 enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cfg,
 			  const struct auth_user *user, time_t now, const struct gen_request *in)
 {
 	struct cache_entry e = { 0 };
-	time_t exp;
 	enum qc_err rc;
 	int flight;
 
@@ -365,15 +361,8 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 		if (qc_random_hex(o->owner + 8, 12) < 0)
 			return done(o, NULL, QC_EIO, NULL);
 	}
-	rc = quota_reserve_flight(db, user->id, in->task, o->min, now, cfg->reservation_ttl, 1,
-				  flight ? o->fkey : NULL, flight ? o->owner : NULL, o->hold_s,
-				  o->rid, &exp, &o->r.quota, &o->leading);
-	if (rc == QC_EQUOTA)
-		return done(o, NULL, rc, "quota");
-	if (rc != QC_OK) {
-		o->rid[0] = 0;
-		return done(o, NULL, rc, NULL);
-	}
+	if ((rc = reserve(o, db, now, flight)) != QC_OK)
+		return done(o, NULL, rc, rc == QC_EQUOTA ? "quota" : NULL);
 	if (flight && !o->leading && in->warm_for) {
 		/* the user's own identical request is calling: nothing to warm */
 		o->r.cached = 1;
@@ -393,7 +382,7 @@ enum orch_step orch_recheck(struct orch *o, struct db *db)
 {
 	struct cache_entry e = { 0 };
 	enum qc_err rc;
-	int live, got;
+	int live;
 
 	metrics_count("qc_flight_checks_total", "", 1);
 	rc = cache_get(db, o->user.id, o->in.tier, o->key, o->klen, o->now, &e);
@@ -411,13 +400,12 @@ enum orch_step orch_recheck(struct orch *o, struct db *db)
 			return hit(o, db, &e);
 		if (rc != QC_ENOTFOUND)
 			return done(o, db, rc, NULL);
-		/* the leader finished without storing, failed or died: lead */
-		if ((got = flight_acquire(db, o->fkey, o->owner, time(NULL), o->hold_s)) < 0)
-			return done(o, db, QC_EDBDOWN, NULL);
-		if (got) {
-			o->leading = 1;
+		/* the leader finished without storing, failed or died: lead,
+		 * reserving for the call now (a waiter holds nothing) */
+		if ((rc = reserve(o, db, time(NULL), 1)) != QC_OK)
+			return done(o, NULL, rc, rc == QC_EQUOTA ? "quota" : NULL);
+		if (o->leading)
 			return call(o);
-		}
 	}
 	if (orch_mono_ms() >= o->wait_deadline_ms) {
 		snprintf(o->r.error, sizeof o->r.error,

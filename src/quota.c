@@ -375,6 +375,11 @@ enum qc_err quota_reserve_flight(struct db *db, long long user, const char *task
 		db_rows_free(r);
 		return QC_ENOTFOUND;
 	}
+	if (strcmp(outcome, "wait") == 0) {   /* another request leads the flight */
+		db_rows_free(r);
+		id[0] = 0;
+		return QC_OK;
+	}
 	st->user_id = user;
 	st->estimate = db_cell_ll(r, 0, 1);
 	quota_window_fill(&st->w[QUOTA_DAY], QUOTA_DAY, now, db_cell_ll(r, 0, 2),

@@ -102,6 +102,8 @@ if not FCGID:
 mock("/_reset", b"")
 checks0 = counter("qc_flight_checks_total")
 W = 6 if FCGID else 50
+HOUR_CALLS = f"SELECT COALESCE(SUM(calls), 0) FROM quota_counters WHERE user_id = {uid} AND window_kind = 'hour'"
+calls0 = int(sql(HOUR_CALLS)[0][0])
 prompt = f"[[latency:1500]] one flight {RUN}"
 t0 = time.time()
 res = parallel(W, lambda i: gen(key, prompt, timeout=60))
@@ -116,6 +118,11 @@ check(checks <= bound, f"waiters checked the flight row {checks:.0f} times in {e
       f"(bound {bound:.0f}: at most 4 a second each)", checks)
 left = sql("SELECT COUNT(*) FROM generate_flights")[0][0]
 check(left == "0", "no flight row is left behind", left)
+# waiters reserve nothing (sql/017): one call counted, no reservation left
+calls = int(sql(HOUR_CALLS)[0][0]) - calls0
+check(calls == 1, f"{W} identical misses count one call against the hourly rate (the leader's)", calls)
+active = sql(f"SELECT COUNT(*) FROM quota_reservations WHERE user_id = {uid} AND state = 'active'")[0][0]
+check(active == "0", "... and leave no reservation active", active)
 
 # --- backpressure: the plan's cap of generations in flight (429) ---------------
 
@@ -138,6 +145,11 @@ else:
           and b.json["type"].endswith("/too-many-in-flight"), "the 429 is problem+json with Retry-After", b)
     r = gen(ckey, f"after the cap {RUN}")
     check(r.status == 200, "once they finished, the user calls again", r)
+    # waiters of one flight are not calls: the cap does not refuse them
+    res = parallel(K, lambda i: gen(ckey, f"[[latency:1000]] capped, one flight {RUN}"))
+    st = [x.status if not isinstance(x, Exception) else str(x) for x in res]
+    check(st.count(200) == K, f"{K} identical misses of a plan capped at 3 in flight: all 200 (one call, "
+          f"{K - 1} waiters)", st)
 sql_write(f"UPDATE users SET plan = 'pro_monthly' WHERE id = {cid}; DELETE FROM plans WHERE name = 'test_cap3'")
 
 # --- a client that goes away: the call completes, is stored and billed -------------
