@@ -45,32 +45,29 @@ BEGIN
   DECLARE v_done INT DEFAULT 0;
   DECLARE v_lead INT DEFAULT NULL;
   DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_done = 1;
-  -- an identical miss is calling: wait for its answer, reserving nothing
-  IF p_flight IS NOT NULL THEN
-    SELECT expires_at >= p_now INTO v_lead FROM generate_flights WHERE flight_key = p_flight;
-    SET v_done = 0;
-  END IF;
-  IF v_lead = 1 THEN
-    SELECT 'wait', 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, '', 0;
-  ELSE
-  SET v_lead = NULL;
   BEGIN
   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
-  -- the limits: a plain read (the counters are what is decided under lock)
+  -- plain reads, nothing locked: the limits (the counters are what is
+  -- decided under lock), and whether an identical miss is calling
   SELECT IF(o.tokens_per_day IS NULL, p.tokens_per_day, NULLIF(o.tokens_per_day, -1)),
          IF(o.tokens_per_month IS NULL, p.tokens_per_month, NULLIF(o.tokens_per_month, -1)),
          IF(o.calls_per_hour IS NULL, p.calls_per_hour, NULLIF(o.calls_per_hour, -1)),
          u.plan, p.max_inflight,
          GREATEST(COALESCE((SELECT tokens FROM task_estimates WHERE task = p_task),
                            (SELECT tokens FROM task_estimates WHERE task = 'default'), 1500),
-                  COALESCE(p_min, 0))
-    INTO l_day, l_month, l_hour, v_plan, l_inflight, v_est
+                  COALESCE(p_min, 0)),
+         (SELECT f.expires_at >= p_now FROM generate_flights f WHERE f.flight_key = p_flight)
+    INTO l_day, l_month, l_hour, v_plan, l_inflight, v_est, v_lead
     FROM users u JOIN plans p ON p.name = u.plan
     LEFT JOIN quota_overrides o ON o.user_id = u.id AND (o.expires_at IS NULL OR o.expires_at > p_now)
    WHERE u.id = p_user;
   IF v_done = 1 THEN
     SELECT 'nouser', 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, '', NULL;
+  ELSEIF v_lead = 1 THEN
+    -- an identical miss is calling: wait for its answer, reserving nothing
+    SELECT 'wait', 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, '', 0;
   ELSE
+    SET v_lead = NULL;
     -- the fast path: every window admits in one conditional UPDATE
     START TRANSACTION;
     UPDATE quota_counters
@@ -206,7 +203,6 @@ BEGIN
     END IF;
   END IF;
   END;
-  END IF;
 END;
 
 DROP PROCEDURE IF EXISTS qc_settle_tx;
