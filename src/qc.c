@@ -139,7 +139,7 @@ int qc_flush_due(unsigned n, unsigned max, time_t since, time_t now)
 
 	if (!n)
 		return -1;
-	if (n > max * 3 / 4)
+	if (n >= QC_FLUSH_BATCH || n > max * 3 / 4)
 		return 0;
 	left = 1 - (long long)(now - since);
 	return left < 0 ? 0 : (int)left;

@@ -50,9 +50,13 @@ int qc_parse_iso8601(const char *s, long long *t);
 
 /*
  * When a worker's accumulator of n of at most max entries, pending since
- * `since`, must be written: -1 if empty, 0 if now (a second has passed, or
- * it is three quarters full), else the seconds left.
+ * `since`, must be written: -1 if empty, 0 if now (a second has passed, it
+ * holds QC_FLUSH_BATCH records, or it is three quarters full), else the
+ * seconds left.  The batch rule spreads a busy worker's writes over its
+ * timer ticks (every 250 ms) instead of one large write a second that the
+ * requests of that moment wait behind.
  */
+#define QC_FLUSH_BATCH 128
 int qc_flush_due(unsigned n, unsigned max, time_t since, time_t now);
 
 /* Copy src into dst (size dstsz >= 1), cut at a UTF-8 character boundary

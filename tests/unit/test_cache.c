@@ -84,6 +84,13 @@ int main(void)
 		CHECK(cache_flush_in(4000000000LL) == 0, "... not timed from the event's own time");
 	}
 	cache_pending_clear();
+	/* the flush rule itself: a second, a batch, or three quarters full */
+	CHECK(qc_flush_due(0, 512, 100, 100) == -1, "flush rule: empty, nothing to do");
+	CHECK(qc_flush_due(1, 512, 100, 100) == 1 && qc_flush_due(1, 512, 100, 101) == 0,
+	      "flush rule: one record waits a second");
+	CHECK(qc_flush_due(QC_FLUSH_BATCH - 1, 4096, 100, 100) == 1 && qc_flush_due(QC_FLUSH_BATCH, 4096, 100, 100) == 0,
+	      "flush rule: a batch is due at once (a busy worker writes every tick, not a large batch a second)");
+	CHECK(qc_flush_due(97, 128, 100, 100) == 0, "flush rule: three quarters full is due at once");
 
 	/* cost-aware caching: expected saving against storage cost */
 	{
