@@ -8,26 +8,40 @@
 --
 -- * qc_reserve admits in ONE conditional UPDATE of the user's three current
 --   counter rows (day, month, hour: the primary-key order, so the day row is
---   still taken first), each row checking its own window's limit.  When all
---   three pass it inserts the reservation (and takes the flight) and commits.
---   Anything else (a window's first use, a limit reached, the in-flight cap,
---   stale reservations to give back) rolls back and takes the careful path
---   of 017, which decides and answers exactly as before.  Stale reservations
+--   still taken first), each row checking its own window's limit.  It takes
+--   the flight and inserts the reservation BEFORE that UPDATE, so the user's
+--   counter rows are held only from the UPDATE to the commit.  Anything
+--   else (a window's first use, a limit reached, the in-flight cap, stale
+--   reservations to give back) rolls back and takes the careful path of
+--   017, which decides and answers exactly as before.  Stale reservations
 --   only ever make the fast UPDATE stricter, never laxer.
--- * qc_settle_tx moves the reservation first (UPDATE ... WHERE state =
---   'active': one settle wins), then its counter rows.  A settle and the
---   expiry of the same reservation at the same instant may deadlock; the
---   loser is rolled back and retried (1213), as for every writer.
--- * qc_finish_generation stores first and settles last, so the user's
---   counter rows are held for the settle's two statements only; then the
---   flight row (counters before the flight, as in qc_reserve).
--- * qc_cache_store_tx takes the usage row without a nested CALL and looks
---   for the user's expired entries only when the cap would refuse (the
---   hourly qc_cache_cleanup takes them otherwise).
+-- * A settle is two steps: qc_settle_mark moves the reservation (UPDATE ...
+--   WHERE state = 'active': one settle wins) and says what the counters
+--   owe; qc_counters_settle applies it.  qc_settle_tx is the two in a row.
+-- * qc_cache_store_tx inserts the entry first and takes the user's
+--   cache_usage row last, in one conditional UPDATE that admits the entry
+--   under the cap; a first store or the cap in the way rolls back to a
+--   savepoint and takes the careful path (lock, expired entries, eviction).
+-- * qc_finish_generation: the generation's own rows first (reservation,
+--   flight, entry), the user's cache_usage row, the ledger row, the user's
+--   counter rows last.
 --
--- Lock order now: a user's current counter rows (day, month, hour) before
--- flight rows; a reservation row before its counter rows (settle); a user's
--- cache_usage row before that user's counter rows (finish).
+-- Why the order matters: under 1,024 generations of one user in flight
+-- (bench inflight_1024) InnoDB showed 26 of 27 finishing transactions in
+-- LOCK WAIT on that user's cache_usage row, and 264 s of row-lock waits in
+-- 10 s: a user's hot rows were held for most of each transaction.
+--
+-- Every statement over a user's counter rows names the primary key: with
+-- the windows' OR on a small table the optimizer chose idx_counters_start
+-- (window_start), scanning and locking EVERY user's row of those windows, so
+-- one user's reserve waited for another's (bench: 4 users at 256 each ran
+-- no faster than one user at 1,024).
+--
+-- Lock order now: a generation's own rows (flight, reservation, entry)
+-- before the user's cache_usage row, before the user's counter rows.  The
+-- careful reserve path still locks counters before it takes the flight; an
+-- identical request racing it may deadlock, and the loser is retried (1213),
+-- as is a settle racing the expiry of the same reservation.
 
 DROP PROCEDURE IF EXISTS qc_reserve;
 CREATE PROCEDURE qc_reserve(IN p_id CHAR(32) CHARACTER SET ascii, IN p_user BIGINT UNSIGNED,
@@ -68,27 +82,10 @@ BEGIN
     SELECT 'wait', 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, '', 0;
   ELSE
     SET v_lead = NULL;
-    -- the fast path: every window admits in one conditional UPDATE
+    -- the fast path: this generation's own rows first (its flight, its
+    -- reservation), the user's counter rows last, held only to the commit
     START TRANSACTION;
-    UPDATE quota_counters
-       SET reserved = reserved + IF(window_kind = 'hour', 0, v_est), calls = calls + 1
-     WHERE user_id = p_user
-       AND ((window_kind = 'day' AND window_start = p_day)
-         OR (window_kind = 'month' AND window_start = p_month)
-         OR (window_kind = 'hour' AND window_start = p_hour))
-       AND CASE window_kind
-             WHEN 'day' THEN l_day IS NULL OR used + reserved + v_est <= l_day
-             WHEN 'month' THEN l_month IS NULL OR used + reserved + v_est <= l_month
-             ELSE l_hour IS NULL OR calls + 1 <= l_hour END;
-    SET v_rows = ROW_COUNT();
-    -- the plan's cap of generations in flight: counted under the day row
-    IF v_rows = 3 AND p_gen = 1 AND l_inflight IS NOT NULL THEN
-      SELECT COUNT(*) INTO v_inflight FROM quota_reservations
-       WHERE user_id = p_user AND state = 'active' AND expires_at > p_now;
-      IF v_inflight >= l_inflight THEN SET v_rows = 0; END IF;
-    END IF;
-    -- the flight (absent or lapsed at the read above): insert or take it over
-    IF v_rows = 3 AND p_flight IS NOT NULL THEN
+    IF p_flight IS NOT NULL THEN   -- absent or lapsed at the read above
       INSERT INTO generate_flights (flight_key, owner, started_at, expires_at)
         VALUES (p_flight, p_owner, p_now, p_now + p_hold)
         ON DUPLICATE KEY UPDATE
@@ -97,25 +94,49 @@ BEGIN
           expires_at = IF(expires_at < VALUES(started_at), VALUES(expires_at), expires_at);
       SET v_lead = ROW_COUNT() > 0;
     END IF;
-    IF v_rows = 3 AND v_lead = 0 THEN
+    IF v_lead = 0 THEN
       -- lost the race for the flight: give everything back and wait
       ROLLBACK;
       SELECT 'wait', 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, '', 0;
-    ELSEIF v_rows = 3 THEN
+    ELSE
       INSERT INTO quota_reservations (id, user_id, task, estimate, day_start, month_start,
                                       hour_start, created_at, expires_at)
         VALUES (p_id, p_user, p_task, v_est, p_day, p_month, p_hour, p_now, p_expires);
-      SELECT SUM(IF(window_kind = 'day', used, 0)), SUM(IF(window_kind = 'day', reserved, 0)),
-             SUM(IF(window_kind = 'month', used, 0)), SUM(IF(window_kind = 'month', reserved, 0)),
-             SUM(IF(window_kind = 'hour', calls, 0))
-        INTO d_used, d_res, m_used, m_res, h_calls
-        FROM quota_counters
-       WHERE user_id = p_user AND ((window_kind = 'day' AND window_start = p_day)
-          OR (window_kind = 'month' AND window_start = p_month)
-          OR (window_kind = 'hour' AND window_start = p_hour));
-      COMMIT;
-      SELECT 'ok', v_est, d_used, d_res, m_used, m_res, h_calls,
-             l_day, l_month, l_hour, 0, 0, 0, v_plan, v_lead;
+      -- every window admits in one conditional UPDATE
+      UPDATE quota_counters FORCE INDEX (PRIMARY)
+         SET reserved = reserved + IF(window_kind = 'hour', 0, v_est), calls = calls + 1
+       WHERE user_id = p_user
+         AND ((window_kind = 'day' AND window_start = p_day)
+           OR (window_kind = 'month' AND window_start = p_month)
+           OR (window_kind = 'hour' AND window_start = p_hour))
+         AND CASE window_kind
+               WHEN 'day' THEN l_day IS NULL OR used + reserved + v_est <= l_day
+               WHEN 'month' THEN l_month IS NULL OR used + reserved + v_est <= l_month
+               ELSE l_hour IS NULL OR calls + 1 <= l_hour END;
+      SET v_rows = ROW_COUNT();
+      -- the plan's cap of generations in flight, counted under the day row
+      -- (this reservation included)
+      IF v_rows = 3 AND p_gen = 1 AND l_inflight IS NOT NULL THEN
+        SELECT COUNT(*) INTO v_inflight FROM quota_reservations
+         WHERE user_id = p_user AND state = 'active' AND expires_at > p_now;
+        IF v_inflight > l_inflight THEN SET v_rows = 0; END IF;
+      END IF;
+      IF v_rows = 3 THEN
+        SELECT SUM(IF(window_kind = 'day', used, 0)), SUM(IF(window_kind = 'day', reserved, 0)),
+               SUM(IF(window_kind = 'month', used, 0)), SUM(IF(window_kind = 'month', reserved, 0)),
+               SUM(IF(window_kind = 'hour', calls, 0))
+          INTO d_used, d_res, m_used, m_res, h_calls
+          FROM quota_counters FORCE INDEX (PRIMARY)
+         WHERE user_id = p_user AND ((window_kind = 'day' AND window_start = p_day)
+            OR (window_kind = 'month' AND window_start = p_month)
+            OR (window_kind = 'hour' AND window_start = p_hour));
+        COMMIT;
+        SELECT 'ok', v_est, d_used, d_res, m_used, m_res, h_calls,
+               l_day, l_month, l_hour, 0, 0, 0, v_plan, v_lead;
+      END IF;
+    END IF;
+    IF v_lead = 0 OR v_rows = 3 THEN
+      DO 0;   -- answered above
     ELSE
     -- the careful path (017): a window's first use, a limit or the cap
     -- reached, stale reservations: lock, look, decide
@@ -124,14 +145,14 @@ BEGIN
     START TRANSACTION;
     -- the day row first, alone: every transaction that writes this user's
     -- counters takes it before anything else, so they queue, never cross
-    SELECT COUNT(*) INTO v_rows FROM quota_counters
+    SELECT COUNT(*) INTO v_rows FROM quota_counters FORCE INDEX (PRIMARY)
      WHERE user_id = p_user AND window_kind = 'day' AND window_start = p_day FOR UPDATE;
     -- this user's three current rows, locked in primary-key order
     SELECT COUNT(*), SUM(IF(window_kind = 'day', used, 0)), SUM(IF(window_kind = 'day', reserved, 0)),
            SUM(IF(window_kind = 'month', used, 0)), SUM(IF(window_kind = 'month', reserved, 0)),
            SUM(IF(window_kind = 'hour', calls, 0))
       INTO v_rows, d_used, d_res, m_used, m_res, h_calls
-      FROM quota_counters
+      FROM quota_counters FORCE INDEX (PRIMARY)
      WHERE user_id = p_user AND ((window_kind = 'day' AND window_start = p_day)
         OR (window_kind = 'month' AND window_start = p_month)
         OR (window_kind = 'hour' AND window_start = p_hour)) FOR UPDATE;
@@ -142,7 +163,7 @@ BEGIN
              SUM(IF(window_kind = 'month', used, 0)), SUM(IF(window_kind = 'month', reserved, 0)),
              SUM(IF(window_kind = 'hour', calls, 0))
         INTO d_used, d_res, m_used, m_res, h_calls
-        FROM quota_counters
+        FROM quota_counters FORCE INDEX (PRIMARY)
        WHERE user_id = p_user AND ((window_kind = 'day' AND window_start = p_day)
           OR (window_kind = 'month' AND window_start = p_month)
           OR (window_kind = 'hour' AND window_start = p_hour)) FOR UPDATE;
@@ -155,7 +176,7 @@ BEGIN
       SELECT SUM(IF(window_kind = 'day', used, 0)), SUM(IF(window_kind = 'day', reserved, 0)),
              SUM(IF(window_kind = 'month', used, 0)), SUM(IF(window_kind = 'month', reserved, 0))
         INTO d_used, d_res, m_used, m_res
-        FROM quota_counters
+        FROM quota_counters FORCE INDEX (PRIMARY)
        WHERE user_id = p_user AND ((window_kind = 'day' AND window_start = p_day)
           OR (window_kind = 'month' AND window_start = p_month));
     END IF;
@@ -186,7 +207,7 @@ BEGIN
         ROLLBACK;
         SELECT 'wait', 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, '', 0;
       ELSE
-        UPDATE quota_counters
+        UPDATE quota_counters FORCE INDEX (PRIMARY)
            SET reserved = reserved + IF(window_kind = 'hour', 0, v_est), calls = calls + 1
          WHERE user_id = p_user
            AND ((window_kind = 'day' AND window_start = p_day)
@@ -205,35 +226,33 @@ BEGIN
   END;
 END;
 
-DROP PROCEDURE IF EXISTS qc_settle_tx;
-CREATE PROCEDURE qc_settle_tx(IN p_id CHAR(32) CHARACTER SET ascii, IN p_user BIGINT UNSIGNED,
-                              IN p_actual BIGINT, IN p_now BIGINT,
-                              OUT o_outcome VARCHAR(16), OUT o_est BIGINT, OUT o_actual BIGINT)
+-- A settle in two steps, so a generation's finish can move its own
+-- reservation first and touch the user's counter rows last:
+-- qc_settle_mark moves the reservation (only an active one moves, once) and
+-- says what the counters owe: o_give tokens back to `reserved`, o_use to
+-- `used` (NULL: nothing); qc_counters_settle applies that.
+DROP PROCEDURE IF EXISTS qc_settle_mark;
+CREATE PROCEDURE qc_settle_mark(IN p_id CHAR(32) CHARACTER SET ascii, IN p_user BIGINT UNSIGNED,
+                                IN p_actual BIGINT, IN p_now BIGINT,
+                                OUT o_outcome VARCHAR(16), OUT o_est BIGINT, OUT o_day BIGINT,
+                                OUT o_month BIGINT, OUT o_give BIGINT, OUT o_use BIGINT)
 BEGIN
   DECLARE v_state VARCHAR(16) DEFAULT NULL;
-  DECLARE v_day, v_month, v_expires BIGINT DEFAULT 0;
+  DECLARE v_expires BIGINT DEFAULT 0;
   DECLARE v_done INT DEFAULT 0;
   DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_done = 1;
-  SET o_est = 0, o_actual = NULL;
-  -- the transition first: only an active reservation moves, and only once
+  SET o_est = 0, o_day = 0, o_month = 0, o_give = 0, o_use = NULL;
   UPDATE quota_reservations
      SET state = IF(p_actual IS NOT NULL, 'committed', IF(expires_at > p_now, 'released', 'expired')),
          actual = p_actual, settled_at = p_now
    WHERE id = p_id AND user_id = p_user AND state = 'active';
   IF ROW_COUNT() = 1 THEN
-    SELECT estimate, day_start, month_start, expires_at INTO o_est, v_day, v_month, v_expires
+    SELECT estimate, day_start, month_start, expires_at INTO o_est, o_day, o_month, v_expires
       FROM quota_reservations WHERE id = p_id;
-    UPDATE quota_counters
-       SET reserved = reserved - o_est,
-           used = used + COALESCE(p_actual, 0),
-           overruns = overruns + IF(COALESCE(p_actual, 0) > o_est, 1, 0)
-     WHERE user_id = p_user
-       AND ((window_kind = 'day' AND window_start = v_day)
-         OR (window_kind = 'month' AND window_start = v_month));
-    SET o_outcome = IF(v_expires > p_now, 'ok', IF(p_actual IS NULL, 'expired', 'late')),
-        o_actual = p_actual;
+    SET o_give = o_est, o_use = COALESCE(p_actual, 0),
+        o_outcome = IF(v_expires > p_now, 'ok', IF(p_actual IS NULL, 'expired', 'late'));
   ELSE
-    SELECT state, estimate, day_start, month_start INTO v_state, o_est, v_day, v_month
+    SELECT state, estimate, day_start, month_start INTO v_state, o_est, o_day, o_month
       FROM quota_reservations WHERE id = p_id AND user_id = p_user FOR UPDATE;
     IF v_done = 1 THEN
       SET o_outcome = 'notfound';
@@ -241,17 +260,60 @@ BEGIN
       -- the expiry gave the estimate back already: record the truth
       UPDATE quota_reservations SET state = 'committed', actual = p_actual, settled_at = p_now
        WHERE id = p_id;
-      UPDATE quota_counters
-         SET used = used + p_actual,
-             overruns = overruns + IF(p_actual > o_est, 1, 0)
-       WHERE user_id = p_user
-         AND ((window_kind = 'day' AND window_start = v_day)
-           OR (window_kind = 'month' AND window_start = v_month));
-      SET o_outcome = 'late', o_actual = p_actual;
+      SET o_use = p_actual, o_outcome = 'late';
     ELSE
       SET o_outcome = v_state;
     END IF;
   END IF;
+END;
+
+DROP PROCEDURE IF EXISTS qc_counters_settle;
+CREATE PROCEDURE qc_counters_settle(IN p_user BIGINT UNSIGNED, IN p_day BIGINT, IN p_month BIGINT,
+                                    IN p_est BIGINT, IN p_give BIGINT, IN p_use BIGINT)
+BEGIN
+  IF p_use IS NOT NULL THEN
+    UPDATE quota_counters FORCE INDEX (PRIMARY)
+       SET reserved = reserved - p_give, used = used + p_use,
+           overruns = overruns + IF(p_use > p_est, 1, 0)
+     WHERE user_id = p_user
+       AND ((window_kind = 'day' AND window_start = p_day)
+         OR (window_kind = 'month' AND window_start = p_month));
+  END IF;
+END;
+
+-- Settle reservation p_id of p_user inside the caller's transaction (same
+-- outcomes as 007's: ok, late, expired, notfound, or the state it had).
+DROP PROCEDURE IF EXISTS qc_settle_tx;
+CREATE PROCEDURE qc_settle_tx(IN p_id CHAR(32) CHARACTER SET ascii, IN p_user BIGINT UNSIGNED,
+                              IN p_actual BIGINT, IN p_now BIGINT,
+                              OUT o_outcome VARCHAR(16), OUT o_est BIGINT, OUT o_actual BIGINT)
+BEGIN
+  DECLARE v_day, v_month, v_give, v_use BIGINT;
+  CALL qc_settle_mark(p_id, p_user, p_actual, p_now, o_outcome, o_est, v_day, v_month, v_give, v_use);
+  CALL qc_counters_settle(p_user, v_day, v_month, o_est, v_give, v_use);
+  SET o_actual = IF(o_outcome IN ('ok', 'late'), p_actual, NULL);
+END;
+
+-- 002's qc_settle_locked (the expiry's settle), with the index hint: the
+-- windows' OR made the optimizer pick idx_counters_start on a small table,
+-- scanning (and locking) every user's row of those windows
+DROP PROCEDURE IF EXISTS qc_settle_locked;
+CREATE PROCEDURE qc_settle_locked(IN p_id CHAR(32) CHARACTER SET ascii, IN p_actual BIGINT,
+                                  IN p_state VARCHAR(16), IN p_now BIGINT)
+BEGIN
+  DECLARE v_user BIGINT UNSIGNED;
+  DECLARE v_est, v_day, v_month BIGINT;
+  SELECT user_id, estimate, day_start, month_start INTO v_user, v_est, v_day, v_month
+    FROM quota_reservations WHERE id = p_id;
+  UPDATE quota_counters FORCE INDEX (PRIMARY)
+     SET reserved = reserved - v_est,
+         used = used + COALESCE(p_actual, 0),
+         overruns = overruns + IF(COALESCE(p_actual, 0) > v_est, 1, 0)
+   WHERE user_id = v_user
+     AND ((window_kind = 'day' AND window_start = v_day)
+       OR (window_kind = 'month' AND window_start = v_month));
+  UPDATE quota_reservations SET state = p_state, actual = p_actual, settled_at = p_now
+   WHERE id = p_id;
 END;
 
 DROP PROCEDURE IF EXISTS qc_cache_store_tx;
@@ -297,14 +359,35 @@ BEGIN
     SET o_outcome = 'plan';
   ELSE
     IF v_ttl IS NOT NULL THEN SET v_exp = FROM_UNIXTIME(p_now + v_ttl); END IF;
+    SELECT COALESCE(SUM(size_bytes), 0), COUNT(*) INTO v_old, v_old_n FROM ai_cache
+     WHERE cache_key = p_key AND cache_type = p_type AND user_id = p_user AND region = v_region FOR UPDATE;
+    -- the fast path: the entry, then the user's usage row, taken last (it is
+    -- the user's hot row, held to the commit) and only if the entry fits
+    SAVEPOINT qc_store;
+    INSERT INTO ai_cache (cache_key, cache_type, user_id, value, value_is_json, metadata,
+                          created_at, expires_at, access_count, last_accessed_at, size_bytes,
+                          gen_tokens, gen_cost_micro, adapt_ttl, adapt_until, region)
+      VALUES (p_key, p_type, p_user, p_value, p_is_json, p_meta, FROM_UNIXTIME(p_now), v_exp,
+              0, NULL, v_size, p_gen_tokens, p_gen_cost, v_adapt_ttl, v_adapt_until, v_region)
+      ON DUPLICATE KEY UPDATE value = VALUES(value), value_is_json = VALUES(value_is_json),
+        metadata = VALUES(metadata), created_at = VALUES(created_at),
+        expires_at = VALUES(expires_at), access_count = 0, last_accessed_at = NULL,
+        size_bytes = VALUES(size_bytes), gen_tokens = VALUES(gen_tokens),
+        gen_cost_micro = VALUES(gen_cost_micro), adapt_ttl = VALUES(adapt_ttl),
+        adapt_until = VALUES(adapt_until);
+    UPDATE cache_usage SET bytes = bytes - v_old + v_size, entries = entries - v_old_n + 1
+     WHERE user_id = p_user AND (p_user = 0 OR bytes - v_old + v_size <= p_cap);
+    IF ROW_COUNT() = 1 THEN
+      SET o_outcome = 'stored', o_expires = UNIX_TIMESTAMP(v_exp), o_bytes = NULL;
+    ELSE
+    -- the careful path: a first store, or the cap in the way
+    ROLLBACK TO SAVEPOINT qc_store;
     -- the user's usage row (created at its first store)
     SELECT bytes INTO v_bytes FROM cache_usage WHERE user_id = p_user FOR UPDATE;
     IF v_bytes IS NULL THEN
       INSERT IGNORE INTO cache_usage (user_id) VALUES (p_user);
       SELECT bytes INTO v_bytes FROM cache_usage WHERE user_id = p_user FOR UPDATE;
     END IF;
-    SELECT COALESCE(SUM(size_bytes), 0), COUNT(*) INTO v_old, v_old_n FROM ai_cache
-     WHERE cache_key = p_key AND cache_type = p_type AND user_id = p_user AND region = v_region FOR UPDATE;
     -- expired entries of this user leave when they stand in the way of the
     -- cap (else the hourly qc_cache_cleanup takes them)
     IF p_user <> 0 AND v_bytes - v_old + v_size > p_cap THEN
@@ -365,6 +448,7 @@ BEGIN
        WHERE user_id = p_user;
       SET o_outcome = 'stored', o_expires = UNIX_TIMESTAMP(v_exp), o_bytes = v_bytes - v_gone - v_old + v_size;
     END IF;
+    END IF;
   END IF;
 END;
 
@@ -381,9 +465,17 @@ CREATE PROCEDURE qc_finish_generation(IN p_id CHAR(32) CHARACTER SET ascii, IN p
 BEGIN
   DECLARE v_settle VARCHAR(16);
   DECLARE v_store VARCHAR(8) DEFAULT 'skipped';
-  DECLARE v_est, v_actual, v_exp, v_bytes BIGINT;
+  DECLARE v_est, v_exp, v_bytes, v_day, v_month, v_give, v_use BIGINT;
   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
   START TRANSACTION;
+  -- this generation's own rows first: its reservation moves, its flight
+  -- ends; then the user's cache_usage row (the store takes it last); the
+  -- user's counter rows last of all
+  CALL qc_settle_mark(p_id, p_user, p_prompt_tokens + p_completion_tokens, p_now,
+                      v_settle, v_est, v_day, v_month, v_give, v_use);
+  IF p_flight IS NOT NULL THEN
+    DELETE FROM generate_flights WHERE flight_key = p_flight AND owner = p_owner;
+  END IF;
   IF p_store = 1 THEN
     CALL qc_cache_store_tx(p_user, p_type, p_key, p_value, 0, p_meta, NULL, p_now, p_cap,
                            p_prompt_tokens + p_completion_tokens, p_cost, p_region, v_store, v_exp, v_bytes);
@@ -394,10 +486,7 @@ BEGIN
     VALUES (p_user, p_plan, p_task, p_model, p_prompt_tokens, p_completion_tokens, p_cost,
             0, 0, 0, p_outcome, p_latency, p_now, p_estimated, p_api, p_streamed,
             IF(p_outcome = 'ok', p_type, NULL), v_store = 'stored', p_experiment, p_arm);
-  CALL qc_settle_tx(p_id, p_user, p_prompt_tokens + p_completion_tokens, p_now, v_settle, v_est, v_actual);
-  IF p_flight IS NOT NULL THEN
-    DELETE FROM generate_flights WHERE flight_key = p_flight AND owner = p_owner;
-  END IF;
+  CALL qc_counters_settle(p_user, v_day, v_month, v_est, v_give, v_use);
   COMMIT;
   SELECT v_settle, v_store, LAST_INSERT_ID();
 END;
