@@ -2,7 +2,7 @@
  * inflight.h - generations in flight in one worker process (SPEC §9).
  *
  *   request threads (N)        multi loop (1 thread)          completion threads (M)
- *   FCGX_Accept_r              libcurl multi: every           take a job, a pooled
+ *   FCGX_Accept_r              epoll + libcurl multi: every    take a job, a pooled
  *   -> api_handle -> orch_begin  upstream call in flight,     connection, and run
  *      DONE: answer at once      backoff timers, waiters'     orch_finish / orch_recheck /
  *      CALL/WAIT: park the conn  check timers                 orch_abort; DONE: answer and
