@@ -13,18 +13,21 @@
 --   counter rows are held only from the UPDATE to the commit.  Anything
 --   else (a window's first use, a limit reached, the in-flight cap, stale
 --   reservations to give back) rolls back and takes the careful path of
---   017, which decides and answers exactly as before.  Stale reservations
---   only ever make the fast UPDATE stricter, never laxer.
+--   017, which decides and answers exactly as before.  The plain read that
+--   fetches the limits also says whether the user holds a reservation past
+--   its expiry; then the careful path runs, which gives it back first (so a
+--   reserve still returns a dead worker's tokens, SPEC §3).
 -- * A settle is two steps: qc_settle_mark moves the reservation (UPDATE ...
 --   WHERE state = 'active': one settle wins) and says what the counters
 --   owe; qc_counters_settle applies it.  qc_settle_tx is the two in a row.
--- * qc_cache_store_tx inserts the entry first and takes the user's
---   cache_usage row last, in one conditional UPDATE that admits the entry
---   under the cap; a first store or the cap in the way rolls back to a
---   savepoint and takes the careful path (lock, expired entries, eviction).
+-- * qc_cache_store_tx admits the entry under the cap in one conditional
+--   UPDATE of the user's cache_usage row, then writes it; a first store or
+--   the cap in the way writes nothing and takes the careful path (lock,
+--   expired entries, eviction).  No savepoint: Galera's appliers replayed
+--   the insert of a rolled-back savepoint (1062) and left the cluster.
 -- * qc_finish_generation: the generation's own rows first (reservation,
---   flight, entry), the user's cache_usage row, the ledger row, the user's
---   counter rows last.
+--   flight, the entry's key), the user's cache_usage row, the entry and the
+--   ledger row, the user's counter rows last.
 --
 -- Why the order matters: under 1,024 generations of one user in flight
 -- (bench inflight_1024) InnoDB showed 26 of 27 finishing transactions in
@@ -70,8 +73,10 @@ BEGIN
          GREATEST(COALESCE((SELECT tokens FROM task_estimates WHERE task = p_task),
                            (SELECT tokens FROM task_estimates WHERE task = 'default'), 1500),
                   COALESCE(p_min, 0)),
-         (SELECT f.expires_at >= p_now FROM generate_flights f WHERE f.flight_key = p_flight)
-    INTO l_day, l_month, l_hour, v_plan, l_inflight, v_est, v_lead
+         (SELECT f.expires_at >= p_now FROM generate_flights f WHERE f.flight_key = p_flight),
+         EXISTS (SELECT 1 FROM quota_reservations r
+                  WHERE r.user_id = u.id AND r.state = 'active' AND r.expires_at <= p_now)
+    INTO l_day, l_month, l_hour, v_plan, l_inflight, v_est, v_lead, v_stale
     FROM users u JOIN plans p ON p.name = u.plan
     LEFT JOIN quota_overrides o ON o.user_id = u.id AND (o.expires_at IS NULL OR o.expires_at > p_now)
    WHERE u.id = p_user;
@@ -82,60 +87,62 @@ BEGIN
     SELECT 'wait', 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, '', 0;
   ELSE
     SET v_lead = NULL;
-    -- the fast path: this generation's own rows first (its flight, its
-    -- reservation), the user's counter rows last, held only to the commit
-    START TRANSACTION;
-    IF p_flight IS NOT NULL THEN   -- absent or lapsed at the read above
-      INSERT INTO generate_flights (flight_key, owner, started_at, expires_at)
-        VALUES (p_flight, p_owner, p_now, p_now + p_hold)
-        ON DUPLICATE KEY UPDATE
-          owner = IF(expires_at < VALUES(started_at), VALUES(owner), owner),
-          started_at = IF(expires_at < VALUES(started_at), VALUES(started_at), started_at),
-          expires_at = IF(expires_at < VALUES(started_at), VALUES(expires_at), expires_at);
-      SET v_lead = ROW_COUNT() > 0;
-    END IF;
-    IF v_lead = 0 THEN
-      -- lost the race for the flight: give everything back and wait
-      ROLLBACK;
-      SELECT 'wait', 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, '', 0;
-    ELSE
-      INSERT INTO quota_reservations (id, user_id, task, estimate, day_start, month_start,
-                                      hour_start, created_at, expires_at)
-        VALUES (p_id, p_user, p_task, v_est, p_day, p_month, p_hour, p_now, p_expires);
-      -- every window admits in one conditional UPDATE
-      UPDATE quota_counters FORCE INDEX (PRIMARY)
-         SET reserved = reserved + IF(window_kind = 'hour', 0, v_est), calls = calls + 1
-       WHERE user_id = p_user
-         AND ((window_kind = 'day' AND window_start = p_day)
-           OR (window_kind = 'month' AND window_start = p_month)
-           OR (window_kind = 'hour' AND window_start = p_hour))
-         AND CASE window_kind
-               WHEN 'day' THEN l_day IS NULL OR used + reserved + v_est <= l_day
-               WHEN 'month' THEN l_month IS NULL OR used + reserved + v_est <= l_month
-               ELSE l_hour IS NULL OR calls + 1 <= l_hour END;
-      SET v_rows = ROW_COUNT();
-      -- the plan's cap of generations in flight, counted under the day row
-      -- (this reservation included)
-      IF v_rows = 3 AND p_gen = 1 AND l_inflight IS NOT NULL THEN
-        SELECT COUNT(*) INTO v_inflight FROM quota_reservations
-         WHERE user_id = p_user AND state = 'active' AND expires_at > p_now;
-        IF v_inflight > l_inflight THEN SET v_rows = 0; END IF;
+    IF v_stale = 0 THEN   -- else straight to the careful path
+      -- the fast path: this generation's own rows first (its flight, its
+      -- reservation), the user's counter rows last, held only to the commit
+      START TRANSACTION;
+      IF p_flight IS NOT NULL THEN   -- absent or lapsed at the read above
+        INSERT INTO generate_flights (flight_key, owner, started_at, expires_at)
+          VALUES (p_flight, p_owner, p_now, p_now + p_hold)
+          ON DUPLICATE KEY UPDATE
+            owner = IF(expires_at < VALUES(started_at), VALUES(owner), owner),
+            started_at = IF(expires_at < VALUES(started_at), VALUES(started_at), started_at),
+            expires_at = IF(expires_at < VALUES(started_at), VALUES(expires_at), expires_at);
+        SET v_lead = ROW_COUNT() > 0;
       END IF;
-      IF v_rows = 3 THEN
-        SELECT SUM(IF(window_kind = 'day', used, 0)), SUM(IF(window_kind = 'day', reserved, 0)),
-               SUM(IF(window_kind = 'month', used, 0)), SUM(IF(window_kind = 'month', reserved, 0)),
-               SUM(IF(window_kind = 'hour', calls, 0))
-          INTO d_used, d_res, m_used, m_res, h_calls
-          FROM quota_counters FORCE INDEX (PRIMARY)
-         WHERE user_id = p_user AND ((window_kind = 'day' AND window_start = p_day)
-            OR (window_kind = 'month' AND window_start = p_month)
-            OR (window_kind = 'hour' AND window_start = p_hour));
-        COMMIT;
-        SELECT 'ok', v_est, d_used, d_res, m_used, m_res, h_calls,
-               l_day, l_month, l_hour, 0, 0, 0, v_plan, v_lead;
+      IF v_lead = 0 THEN
+        -- lost the race for the flight: give everything back and wait
+        ROLLBACK;
+        SELECT 'wait', 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, '', 0;
+      ELSE
+        INSERT INTO quota_reservations (id, user_id, task, estimate, day_start, month_start,
+                                        hour_start, created_at, expires_at)
+          VALUES (p_id, p_user, p_task, v_est, p_day, p_month, p_hour, p_now, p_expires);
+        -- every window admits in one conditional UPDATE
+        UPDATE quota_counters FORCE INDEX (PRIMARY)
+           SET reserved = reserved + IF(window_kind = 'hour', 0, v_est), calls = calls + 1
+         WHERE user_id = p_user
+           AND ((window_kind = 'day' AND window_start = p_day)
+             OR (window_kind = 'month' AND window_start = p_month)
+             OR (window_kind = 'hour' AND window_start = p_hour))
+           AND CASE window_kind
+                 WHEN 'day' THEN l_day IS NULL OR used + reserved + v_est <= l_day
+                 WHEN 'month' THEN l_month IS NULL OR used + reserved + v_est <= l_month
+                 ELSE l_hour IS NULL OR calls + 1 <= l_hour END;
+        SET v_rows = ROW_COUNT();
+        -- the plan's cap of generations in flight, counted under the day row
+        -- (this reservation included)
+        IF v_rows = 3 AND p_gen = 1 AND l_inflight IS NOT NULL THEN
+          SELECT COUNT(*) INTO v_inflight FROM quota_reservations
+           WHERE user_id = p_user AND state = 'active' AND expires_at > p_now;
+          IF v_inflight > l_inflight THEN SET v_rows = 0; END IF;
+        END IF;
+        IF v_rows = 3 THEN
+          SELECT SUM(IF(window_kind = 'day', used, 0)), SUM(IF(window_kind = 'day', reserved, 0)),
+                 SUM(IF(window_kind = 'month', used, 0)), SUM(IF(window_kind = 'month', reserved, 0)),
+                 SUM(IF(window_kind = 'hour', calls, 0))
+            INTO d_used, d_res, m_used, m_res, h_calls
+            FROM quota_counters FORCE INDEX (PRIMARY)
+           WHERE user_id = p_user AND ((window_kind = 'day' AND window_start = p_day)
+              OR (window_kind = 'month' AND window_start = p_month)
+              OR (window_kind = 'hour' AND window_start = p_hour));
+          COMMIT;
+          SELECT 'ok', v_est, d_used, d_res, m_used, m_res, h_calls,
+                 l_day, l_month, l_hour, 0, 0, 0, v_plan, v_lead;
+        END IF;
       END IF;
     END IF;
-    IF v_lead = 0 OR v_rows = 3 THEN
+    IF v_stale = 0 AND (v_lead = 0 OR v_rows = 3) THEN
       DO 0;   -- answered above
     ELSE
     -- the careful path (017): a window's first use, a limit or the cap
@@ -361,27 +368,28 @@ BEGIN
     IF v_ttl IS NOT NULL THEN SET v_exp = FROM_UNIXTIME(p_now + v_ttl); END IF;
     SELECT COALESCE(SUM(size_bytes), 0), COUNT(*) INTO v_old, v_old_n FROM ai_cache
      WHERE cache_key = p_key AND cache_type = p_type AND user_id = p_user AND region = v_region FOR UPDATE;
-    -- the fast path: the entry, then the user's usage row, taken last (it is
-    -- the user's hot row, held to the commit) and only if the entry fits
-    SAVEPOINT qc_store;
-    INSERT INTO ai_cache (cache_key, cache_type, user_id, value, value_is_json, metadata,
-                          created_at, expires_at, access_count, last_accessed_at, size_bytes,
-                          gen_tokens, gen_cost_micro, adapt_ttl, adapt_until, region)
-      VALUES (p_key, p_type, p_user, p_value, p_is_json, p_meta, FROM_UNIXTIME(p_now), v_exp,
-              0, NULL, v_size, p_gen_tokens, p_gen_cost, v_adapt_ttl, v_adapt_until, v_region)
-      ON DUPLICATE KEY UPDATE value = VALUES(value), value_is_json = VALUES(value_is_json),
-        metadata = VALUES(metadata), created_at = VALUES(created_at),
-        expires_at = VALUES(expires_at), access_count = 0, last_accessed_at = NULL,
-        size_bytes = VALUES(size_bytes), gen_tokens = VALUES(gen_tokens),
-        gen_cost_micro = VALUES(gen_cost_micro), adapt_ttl = VALUES(adapt_ttl),
-        adapt_until = VALUES(adapt_until);
+    -- the fast path: the user's usage row admits the entry under the cap in
+    -- one conditional UPDATE, then the entry is written.  Nothing is written
+    -- when it does not admit (no savepoint: Galera's appliers replayed a
+    -- rolled-back savepoint's insert and left the cluster, 1062)
     UPDATE cache_usage SET bytes = bytes - v_old + v_size, entries = entries - v_old_n + 1
      WHERE user_id = p_user AND (p_user = 0 OR bytes - v_old + v_size <= p_cap);
     IF ROW_COUNT() = 1 THEN
+      INSERT INTO ai_cache (cache_key, cache_type, user_id, value, value_is_json, metadata,
+                            created_at, expires_at, access_count, last_accessed_at, size_bytes,
+                            gen_tokens, gen_cost_micro, adapt_ttl, adapt_until, region)
+        VALUES (p_key, p_type, p_user, p_value, p_is_json, p_meta, FROM_UNIXTIME(p_now), v_exp,
+                0, NULL, v_size, p_gen_tokens, p_gen_cost, v_adapt_ttl, v_adapt_until, v_region)
+        ON DUPLICATE KEY UPDATE value = VALUES(value), value_is_json = VALUES(value_is_json),
+          metadata = VALUES(metadata), created_at = VALUES(created_at),
+          expires_at = VALUES(expires_at), access_count = 0, last_accessed_at = NULL,
+          size_bytes = VALUES(size_bytes), gen_tokens = VALUES(gen_tokens),
+          gen_cost_micro = VALUES(gen_cost_micro), adapt_ttl = VALUES(adapt_ttl),
+          adapt_until = VALUES(adapt_until);
       SET o_outcome = 'stored', o_expires = UNIX_TIMESTAMP(v_exp), o_bytes = NULL;
     ELSE
-    -- the careful path: a first store, or the cap in the way
-    ROLLBACK TO SAVEPOINT qc_store;
+    -- the careful path: a first store, the cap in the way (or an entry
+    -- replaced by one of the same size: the UPDATE above changed nothing)
     -- the user's usage row (created at its first store)
     SELECT bytes INTO v_bytes FROM cache_usage WHERE user_id = p_user FOR UPDATE;
     IF v_bytes IS NULL THEN
