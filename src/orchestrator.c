@@ -195,14 +195,10 @@ static enum orch_step done(struct orch *o, struct db *db, enum qc_err rc, const 
 }
 
 /* A hit (first look, or a waiter's answer landed): bill 0, count the saving. */
-static enum orch_step hit(struct orch *o, struct db *db, struct cache_entry *e)
+static enum orch_step hit(struct orch *o, struct cache_entry *e)
 {
 	long long saved_t, saved_m;
 
-	if (o->rid[0]) {   /* none held: waiters reserve nothing (sql/017) */
-		settle(db, o->user.id, o->rid, -1, o->now);
-		o->rid[0] = 0;
-	}
 	cache_note_hit(e->id, o->user.id, o->in.tier, o->user.plan, o->now, saving_micro(o->cfg, o->in.tier));
 	snprintf(o->r.finish_reason, sizeof o->r.finish_reason, "stop");
 	if (e->gen_tokens > 0 && e->metadata) {   /* our own metadata: how the answer ended */
@@ -245,7 +241,7 @@ static enum orch_step call(struct orch *o)
 
 /* Reserve for the call, and with flight take its row in the same
  * transaction; o->leading says who leads.  Nothing is held on failure, nor
- * when another request leads the flight (sql/017). */
+ * when another request leads the flight (sql/018). */
 static enum qc_err reserve(struct orch *o, struct db *db, time_t now, int flight)
 {
 	time_t exp;
@@ -321,7 +317,7 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 	} else if (o->caches) {
 		rc = cache_get(db, user->id, in->tier, o->key, o->klen, now, &e);
 		if (rc == QC_OK)
-			return hit(o, db, &e);
+			return hit(o, &e);
 		if (rc != QC_ENOTFOUND)
 			return done(o, NULL, rc, NULL);
 	}
@@ -387,7 +383,7 @@ enum orch_step orch_recheck(struct orch *o, struct db *db)
 	metrics_count("qc_flight_checks_total", "", 1);
 	rc = cache_get(db, o->user.id, o->in.tier, o->key, o->klen, o->now, &e);
 	if (rc == QC_OK)
-		return hit(o, db, &e);
+		return hit(o, &e);
 	if (rc != QC_ENOTFOUND)
 		return done(o, db, rc, NULL);
 	if ((live = flight_live(db, o->fkey, time(NULL))) < 0)
@@ -397,7 +393,7 @@ enum orch_step orch_recheck(struct orch *o, struct db *db)
 		 * if the flight ended after the read above, the answer is there now */
 		rc = cache_get(db, o->user.id, o->in.tier, o->key, o->klen, o->now, &e);
 		if (rc == QC_OK)
-			return hit(o, db, &e);
+			return hit(o, &e);
 		if (rc != QC_ENOTFOUND)
 			return done(o, db, rc, NULL);
 		/* the leader finished without storing, failed or died: lead,

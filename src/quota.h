@@ -102,7 +102,7 @@ enum qc_err quota_reserve(struct db *db, long long user, const char *task,
  * owner (32 hex), held hold_s seconds, in the same transaction when the call
  * is admitted: *leader gets 1 if owner holds it.  flight NULL: no flight.
  * When another request leads the flight (live), QC_OK with *leader 0, id
- * empty and st zero: nothing is reserved or locked (sql/017).
+ * empty and st zero: nothing is reserved or locked (sql/018).
  * gen: a generation, to which the plan's cap of calls in flight applies
  * (QC_EUSERBUSY past it, st->inflight_cap set).
  */

@@ -118,7 +118,7 @@ check(checks <= bound, f"waiters checked the flight row {checks:.0f} times in {e
       f"(bound {bound:.0f}: at most 4 a second each)", checks)
 left = sql("SELECT COUNT(*) FROM generate_flights")[0][0]
 check(left == "0", "no flight row is left behind", left)
-# waiters reserve nothing (sql/017): one call counted, no reservation left
+# waiters reserve nothing (sql/018): one call counted, no reservation left
 calls = int(sql(HOUR_CALLS)[0][0]) - calls0
 check(calls == 1, f"{W} identical misses count one call against the hourly rate (the leader's)", calls)
 active = sql(f"SELECT COUNT(*) FROM quota_reservations WHERE user_id = {uid} AND state = 'active'")[0][0]

@@ -115,7 +115,7 @@ try:
           "a user's own stats split by region too", own["regions"])
 
     # the region is in the unique key: a worker's lookup is one const read of
-    # it (sql/018 removed 014's partitions, which cost every by-user statement)
+    # it (sql/017 removed 014's partitions, which cost every by-user statement)
     plan = sql(f"EXPLAIN SELECT id FROM ai_cache WHERE cache_key = '{k}' AND cache_type = 'session'"
                f" AND user_id = {uid} AND region = 'eu'")
     check(len(plan) == 1 and plan[0][3] == "const" and plan[0][5] == "uq_ai_cache_key_type_user",

@@ -1,4 +1,4 @@
--- 018: ai_cache is no longer partitioned (issue 10, measured).
+-- 017: ai_cache is no longer partitioned (issue 10, measured).
 --
 -- 014 partitioned ai_cache BY KEY(region) so a regional lookup reads one
 -- partition.  Measured through lighttpd on the 2-core machine (bench/run.sh,

@@ -1,4 +1,16 @@
--- 019: the lean quota and store paths (issue 10: the database work of a miss).
+-- 018: the lean quota and store paths (issue 10: the database work of a miss).
+--
+-- Single-flight waiters reserve nothing.  Before, each identical miss
+-- reserved quota and only then learned, in the same transaction, that
+-- another request led its flight; every waiter gave its reservation back
+-- when the answer landed.  Fifty identical misses of one user were a hundred
+-- writes to that user's counter rows at once; through two Galera nodes they
+-- conflicted until some gave up (503).  Now the plain read that fetches the
+-- limits also sees a live flight, and the request waits holding nothing,
+-- like the cache hit it will be.  A request that loses the race for the
+-- flight rolls back and waits too; a waiter that takes over a lapsed flight
+-- reserves then (orchestrator.c).  Waiters count no call against
+-- calls_per_hour and no generation against max_inflight: neither calls.
 --
 -- Measured with perf on mariadbd under /generate misses: nearly all of its
 -- time went to executing stored-procedure statements (optimising, fixing
@@ -12,8 +24,8 @@
 --   the flight and inserts the reservation BEFORE that UPDATE, so the user's
 --   counter rows are held only from the UPDATE to the commit.  Anything
 --   else (a window's first use, a limit reached, the in-flight cap, stale
---   reservations to give back) rolls back and takes the careful path of
---   017, which decides and answers exactly as before.  The plain read that
+--   reservations to give back) rolls back and takes the careful path
+--   (006's locks and decision, unchanged), which answers exactly as before.  The plain read that
 --   fetches the limits also says whether the user holds a reservation past
 --   its expiry; then the careful path runs, which gives it back first (so a
 --   reserve still returns a dead worker's tokens, SPEC §3).
@@ -145,7 +157,7 @@ BEGIN
     IF v_stale = 0 AND (v_lead = 0 OR v_rows = 3) THEN
       DO 0;   -- answered above
     ELSE
-    -- the careful path (017): a window's first use, a limit or the cap
+    -- the careful path (006's): a window's first use, a limit or the cap
     -- reached, stale reservations: lock, look, decide
     ROLLBACK;
     SET v_lead = NULL, v_inflight = 0;
