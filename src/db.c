@@ -97,6 +97,11 @@ static void db_disconnect(struct db *db)
 	db->galera = 0;
 }
 
+void db_drop(struct db *db)
+{
+	db_disconnect(db);
+}
+
 void db_free(struct db *db)
 {
 	if (!db)

@@ -55,6 +55,9 @@ void db_free(struct db *db);
 enum qc_err db_connect(struct db *db);
 /* 1 if a connection is open. */
 int db_is_connected(const struct db *db);
+/* Close the connection as a lost one is closed; the next statement
+ * connects again.  For fault tests of the test build. */
+void db_drop(struct db *db);
 /* How many times this handle reconnected after losing a connection. */
 unsigned long db_reconnects(const struct db *db);
 /* Reconnections of every handle of this process (thread-safe). */

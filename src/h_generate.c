@@ -97,13 +97,17 @@ void h_models(struct app *app, struct http_req *req)
 /* Test builds only (configure --enable-test-clock, allow_test_clock = 1):
  * X-QC-Test-Stall: before_upstream:MS | before_billing:MS holds this miss MS
  * milliseconds at that point, so that a fault test can kill -9 the worker
- * there.  -1 when the answer was sent (a bad value). */
+ * there; billing_lost_before:MS | billing_lost_after:MS also lose the
+ * database connection around the billing transaction (orchestrator.h).
+ * -1 when the answer was sent (a bad value). */
 static int test_stall(struct app *app, struct http_req *req, struct gen_request *in)
 {
 #ifdef QC_TEST_CLOCK
 	static const struct { const char *name; int point; } points[] = {
 		{ "before_upstream:", ORCH_STALL_BEFORE_UPSTREAM },
 		{ "before_billing:", ORCH_STALL_BEFORE_BILLING },
+		{ "billing_lost_before:", ORCH_STALL_BILLING_LOST_BEFORE },
+		{ "billing_lost_after:", ORCH_STALL_BILLING_LOST_AFTER },
 	};
 	const char *v = app->cfg.allow_test_clock ? http_getenv(req, "HTTP_X_QC_TEST_STALL") : NULL;
 	size_t i;
@@ -124,7 +128,8 @@ static int test_stall(struct app *app, struct http_req *req, struct gen_request 
 		in->test_stall_ms = ms;
 		return 0;
 	}
-	api_error(req, QC_EINPUT, "X-QC-Test-Stall takes before_upstream:MS or before_billing:MS (MS <= 60000)");
+	api_error(req, QC_EINPUT, "X-QC-Test-Stall takes before_upstream:MS, before_billing:MS, "
+		  "billing_lost_before:MS or billing_lost_after:MS (MS <= 60000)");
 	return -1;
 #else
 	(void)app;

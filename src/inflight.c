@@ -293,7 +293,7 @@ static void *completion_main(void *arg)
 			up_call_free(c->up);
 			c->up = NULL;
 			atomic_fetch_sub(&f->calls, 1);
-			if (c->o->in.test_stall == ORCH_STALL_BEFORE_BILLING)
+			if (c->o->in.test_stall >= ORCH_STALL_BEFORE_BILLING)
 				orch_test_sleep(c->o->in.test_stall_ms);
 			step = orch_finish(c->o, db, rc, &ur, secs);
 			upstream_result_release(&ur);

@@ -538,6 +538,56 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 	return QC_OK;
 }
 
+/* The first billing transaction of an answer; test builds lose its
+ * connection where X-QC-Test-Stall says (orchestrator.h). */
+static enum qc_err finish_first(struct orch *o, struct db *db, const struct upstream_result *ur,
+				int store)
+{
+#ifdef QC_TEST_CLOCK
+	int point = o->in.test_stall;
+
+	if (point == ORCH_STALL_BILLING_LOST_BEFORE || point == ORCH_STALL_BILLING_LOST_AFTER) {
+		char rid[sizeof o->rid];
+		int leading = o->leading;
+
+		o->in.test_stall = ORCH_STALL_NONE;
+		memcpy(rid, o->rid, sizeof rid);
+		if (point == ORCH_STALL_BILLING_LOST_AFTER &&
+		    finish_tx(o, db, ur, !ur->has_usage, store, "ok") != QC_OK)
+			return QC_EDB;
+		memcpy(o->rid, rid, sizeof rid);   /* as if its answer never came */
+		o->leading = leading;
+		db_drop(db);
+		return QC_EDBDOWN;
+	}
+#endif
+	return finish_tx(o, db, ur, !ur->has_usage, store, "ok");
+}
+
+/* After a lost connection at the billing commit: 1 if the generation's
+ * reservation was committed (the transaction landed), 0 if it is still
+ * active or expired (it did not: nothing of it is written), -1 if that cannot be told. */
+static int finish_landed(struct orch *o, struct db *db)
+{
+	static const char sql[] =
+		"SELECT state FROM quota_reservations WHERE id = ? AND user_id = ?";
+	struct db_val p[2] = { DB_STR(o->rid), DB_INT(o->user.id) };
+	struct db_rows *r = NULL;
+	int st = -1;
+
+	if (db_query_synced(db, sql, p, 2, &r) != QC_OK)
+		return -1;
+	if (r->nrows == 1) {
+		if (strcmp(db_cell(r, 0, 0), "committed") == 0)
+			st = 1;
+		else if (strcmp(db_cell(r, 0, 0), "active") == 0 ||
+			 strcmp(db_cell(r, 0, 0), "expired") == 0)
+			st = 0;
+	}
+	db_rows_free(r);
+	return st;
+}
+
 /* Cost-aware plans (SPEC §13): 1 if the answer is worth storing.  A plan
  * that is not cost-aware, or a read that fails, stores as before. */
 static int worth_storing(struct orch *o, struct db *db, const struct upstream_result *ur)
@@ -620,7 +670,21 @@ enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
 		(strcmp(o->r.finish_reason, "stop") == 0 || strcmp(o->r.finish_reason, "length") == 0) &&
 		worth_storing(o, db, ur);
 	/* store, bill, ledger row and flight row: one transaction */
-	if ((rc = finish_tx(o, db, ur, !ur->has_usage, store, "ok")) != QC_OK) {
+	rc = finish_first(o, db, ur, store);
+	if (rc == QC_EDBDOWN && o->rid[0]) {
+		/* the connection was lost at the commit: it may have landed
+		 * (on a cluster, through the node that died).  Ask again on a
+		 * fresh connection; billed means served, not yet means once more. */
+		int st = finish_landed(o, db);
+		if (st == 1) {
+			log_warn("orch", "billing of %s landed although its connection was lost", o->rid);
+			o->rid[0] = 0;
+			rc = QC_OK;
+		} else if (st == 0) {
+			rc = finish_tx(o, db, ur, !ur->has_usage, store, "ok");
+		}
+	}
+	if (rc != QC_OK) {
 		log_error("orch", "billing the answer failed (%s); it is not served and not stored",
 			  qc_strerror(rc));
 		snprintf(o->r.error, sizeof o->r.error, "the answer could not be billed; retry");

@@ -39,8 +39,12 @@ struct gen_request {
 	long long max_tokens;            /* 0: not given */
 	const char *model;               /* NULL: the configured model */
 	/* test builds only (X-QC-Test-Stall): sleep test_stall_ms at a point of
-	 * the miss so that a fault test can kill the worker there */
-	enum { ORCH_STALL_NONE, ORCH_STALL_BEFORE_UPSTREAM, ORCH_STALL_BEFORE_BILLING } test_stall;
+	 * the miss so that a fault test can kill the worker there; the two
+	 * BILLING_LOST points also drop the database connection once, before
+	 * the billing transaction is sent or after it committed (its answer
+	 * lost), as a database node dying there does */
+	enum { ORCH_STALL_NONE, ORCH_STALL_BEFORE_UPSTREAM, ORCH_STALL_BEFORE_BILLING,
+	       ORCH_STALL_BILLING_LOST_BEFORE, ORCH_STALL_BILLING_LOST_AFTER } test_stall;
 	long long test_stall_ms;
 	/* the OpenAI endpoint (h_openai.c) sets these; /api/v1/generate leaves
 	 * messages and extra NULL */

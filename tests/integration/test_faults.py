@@ -133,6 +133,28 @@ for point, (latency, stall, there) in POINTS.items():
 left = sql("SELECT COUNT(*) FROM generate_flights")[0][0]
 check(left == "0", "no flight row is left behind by the killed workers", left)
 
+# --- the database connection lost at the billing commit ---------------------------
+# A database node that dies as the billing transaction commits leaves its
+# outcome unknown to the worker (on a cluster it may have landed through the
+# dead node: CI's cluster suite once saw a 503 whose answer was billed).
+# The worker asks again on a fresh connection: landed means served, not
+# landed means billed once more, never twice.
+for point in ("billing_lost_after", "billing_lost_before"):
+    workers_up()
+    uid, key, _ = new_user("payg", prefix=point.replace("_", "-"))
+    r = post("/api/v1/generate", {"task": point, "prompt": f"{point} {RUN}"}, key=key, timeout=30,
+             headers={"X-QC-Test-Stall": f"{point}:0"})
+    ok, billed, used, reserved = ledger(uid)
+    active = int(sql(f"SELECT COUNT(*) FROM quota_reservations WHERE user_id = {uid} AND state = 'active'")[0][0])
+    check(r.status == 200 and ok == 1 and billed == r.json["usage"]["total_tokens"] == used
+          and reserved == 0 and active == 0 and gen_entries(uid) == 1,
+          f"connection lost {point.rsplit('_', 1)[1]} the billing commit: the answer is served 200, billed "
+          "exactly once and cached once, nothing stays reserved", (r, ok, billed, used, reserved, active))
+    r2 = post("/api/v1/generate", {"task": point, "prompt": f"{point} {RUN}"}, key=key, timeout=30)
+    check(r2.status == 200 and r2.json.get("cached") is True and ledger(uid)[0] == 1,
+          f"connection lost {point.rsplit('_', 1)[1]} the billing commit: the same request again is a hit",
+          (r2, ledger(uid)))
+
 # --- MariaDB stopped and restarted during a burst of misses -----------------------
 workers_up()
 mock("/_reset", b"")
