@@ -28,7 +28,7 @@
 # Options: --only NAMES (as BENCH_ONLY; commas or spaces; group names allowed).
 # Env: BENCH_ONLY (space-separated subject or group names; default all; the floors a
 # target needs are always measured), BENCH_RSS (1; 0 skips the RSS run),
-# BENCH_RSS_REQUESTS (200000), BENCH_WORKERS (4), BENCH_THREADS (2),
+# BENCH_RSS_REQUESTS (200000), BENCH_RSS_REST (3), BENCH_WORKERS (4), BENCH_THREADS (2),
 # BENCH_CONNS (32), BENCH_WARMUP (2), BENCH_RESERVE_USERS (32),
 # BENCH_INFLIGHT_DURATION (10), BENCH_INFLIGHT_WARMUP (2), BENCH_INFLIGHT_LATENCY_MS (1000).
 set -euo pipefail
@@ -56,6 +56,7 @@ CONNS=${BENCH_CONNS:-32}
 WARMUP=${BENCH_WARMUP:-2}
 NRESERVE=${BENCH_RESERVE_USERS:-32}
 RSS_REQUESTS=${BENCH_RSS_REQUESTS:-200000}
+RSS_REST=${BENCH_RSS_REST:-3}   # seconds without load before an "at rest" sample
 IF_DURATION=${BENCH_INFLIGHT_DURATION:-10}     # the in-flight subjects: seconds of measurement,
 IF_WARMUP=${BENCH_INFLIGHT_WARMUP:-2}          # of warm-up (same c),
 IF_LATENCY_MS=${BENCH_INFLIGHT_LATENCY_MS:-1000}   # and the second mock's latency
@@ -707,7 +708,9 @@ done
 # last 100k. One quotacache server: a warm-up (also the rate estimate), then
 # two wrk runs of ~RSS_REQUESTS/2 requests each (health, status, cache GET
 # 1 KiB hit, /generate hit in rotation: bench/mixed.lua), VmRSS/VmHWM of each
-# worker sampled after the warm-up, after the first half and at the end.
+# worker sampled after the warm-up, and after each half twice: as the load
+# stops (half_load, end_load) and at rest, RSS_REST seconds later (half, end:
+# what the target is about; a worker at rest gives freed pages back).
 rss_sample() {   # rss_sample PHASE
 	local p r h
 	for p in $(pids_of_exe "$QC_WORKER"); do
@@ -733,8 +736,12 @@ if want rss; then
 	say "rss: mixed load at ~${rate} req/s: ${half1}s, sample, ${half2}s, sample (~${RSS_REQUESTS} requests)"
 	probe_start
 	run_wrk "$OUT/wrk/rss.half1.txt" run "$half1" --latency "${mixed[@]}"
+	rss_sample half_load
+	sleep "$RSS_REST"
 	rss_sample half
 	run_wrk "$OUT/wrk/rss.half2.txt" run "$half2" --latency "${mixed[@]}"
+	rss_sample end_load
+	sleep "$RSS_REST"
 	rss_sample end
 	probe_end rss
 	unserve
@@ -750,7 +757,7 @@ fi
 
 # ---------------------------------------------------------------- report
 CHECKS_STR=$(printf '%s\n' "${CHECKS[@]}")
-export RESULTS EXTRAS RSS_TSV CHECKS_STR DURATION WORKERS THREADS CONNS WARMUP NRESERVE OUT
+export RESULTS EXTRAS RSS_TSV RSS_REST CHECKS_STR DURATION WORKERS THREADS CONNS WARMUP NRESERVE OUT
 export IF_DURATION IF_WARMUP IF_LATENCY_MS
 export BENCH_ONLY=${BENCH_ONLY:-} ORDER_STR="${ORDER[*]}"
 GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
