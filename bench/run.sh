@@ -190,7 +190,9 @@ CONF=$VAR/quotacache.conf
   base_config "$VAR" "$ROOT"
   echo "upstream_base_url = http://127.0.0.1:$MOCKPORT/v1"
   echo "upstream_model = mock-model"
-  echo "upstream_prices = mock-model:0.00015:0.0006"; } >"$CONF"
+  echo "upstream_prices = mock-model:0.00015:0.0006"
+  # settings to try (BENCH_QC_SET="worker_threads = 4;completion_threads = 4")
+  [[ -z ${BENCH_QC_SET:-} ]] || tr ';' '\n' <<<"$BENCH_QC_SET"; } >"$CONF"
 export QC_CONFIG=$CONF
 "$CTL" migrate >&2
 # the in-flight subjects: a second mock answering after IF_LATENCY_MS, and a
