@@ -257,8 +257,8 @@ int main(int argc, char **argv)
 	raise_fd_limit();
 	/* glibc gives each thread that allocates its own arena (64 MiB reserved,
 	 * fragmented pages kept).  One arena for all threads: measured with
-	 * bench/run.sh (rss), a worker at rest holds 11.4-11.7 MiB after 200k
-	 * mixed requests with one, 11.8-14.1 MiB with two, stepping up between
+	 * bench/run.sh (rss), a worker at rest holds 11.3-11.5 MiB after 200k
+	 * mixed requests with one, 11.4-13.7 MiB with two, stepping up between
 	 * samples; the rates of hits, status and 1,024 misses in flight did not
 	 * move (SPEC §8).  MALLOC_ARENA_MAX still wins. */
 	if (!getenv("MALLOC_ARENA_MAX"))
