@@ -2,11 +2,12 @@
  * fcgi_app.c - the worker process: configuration, the database pool, the
  * in-flight engine (inflight.h), request threads in FCGX_Accept_r, and the
  * main thread, which waits for SIGTERM and meanwhile flushes the
- * accumulators and this worker's gauges (never on a request's path).
+ * accumulators and this worker's gauges (never on a request's path) and,
+ * at rest, gives freed memory back (trim_at_rest).
  *
  * Shared state: app_base (read-only after start), the pool, the engine and
- * the alerts sender (alerts.h)
- * (their own locks), `stopping` and `busy` (atomics).
+ * the alerts sender (alerts.h) (their own locks), `stopping`, `busy` and
+ * `accepted` (atomics); trim_at_rest's counters belong to the main thread.
  */
 #include <errno.h>
 #include <malloc.h>
