@@ -17,6 +17,8 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 #include <mysql.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "alerts.h"
 #include "db.h"
@@ -286,13 +288,38 @@ static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, cu
 	return atomic_load(&cut_short) ? 1 : 0;
 }
 
+int alerts_signature(const char *secret, long long t, const char *body, char out[96])
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	char head[32];
+	int n = snprintf(head, sizeof head, "%lld.", t);
+	size_t blen = strlen(body);
+	unsigned char *msg = malloc((size_t)n + blen);
+
+	if (!msg)
+		return -1;
+	memcpy(msg, head, (size_t)n);
+	memcpy(msg + n, body, blen);
+	if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), msg, (size_t)n + blen, mac, &maclen) ||
+	    maclen != 32) {
+		free(msg);
+		return -1;
+	}
+	free(msg);
+	n = snprintf(out, 96, "t=%lld,v1=", t);
+	for (unsigned i = 0; i < maclen; i++)
+		snprintf(out + n + 2 * i, 3, "%02x", mac[i]);
+	return 0;
+}
+
 /* POST body; returns the HTTP status, or -1 with a reason in err. */
 static long post(const char *body, const char *id, char *err, size_t errlen)
 {
 	const struct config *cfg = S.cfg;
 	CURL *h = curl_easy_init();
 	struct curl_slist *hdrs = NULL, *t;
-	char idh[128];
+	char idh[128], sig[96], sigh[128];
 	long status = -1;
 	CURLcode cc;
 
@@ -304,6 +331,15 @@ static long post(const char *body, const char *id, char *err, size_t errlen)
 	    !(t = curl_slist_append(hdrs, idh)) || !(hdrs = t) ||
 	    !(t = curl_slist_append(hdrs, "Expect:")) || !(hdrs = t))
 		goto out;
+	if (cfg->alert_webhook_secret && *cfg->alert_webhook_secret) {
+		if (alerts_signature(cfg->alert_webhook_secret, (long long)time(NULL), body, sig) < 0) {
+			snprintf(err, errlen, "cannot sign the body");
+			goto out;
+		}
+		snprintf(sigh, sizeof sigh, "X-Quotacache-Signature: %s", sig);
+		if (!(t = curl_slist_append(hdrs, sigh)) || !(hdrs = t))
+			goto out;
+	}
 	curl_easy_setopt(h, CURLOPT_URL, cfg->alert_webhook_url);
 	curl_easy_setopt(h, CURLOPT_POST, 1L);
 	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);

@@ -4,7 +4,8 @@
  * A crossing is a window of a user (kind + start: one window instance)
  * reaching warning, critical or exceeded while it is the user's worst
  * window, i.e. the overall level rose to it.  Each crossing is posted once
- * (JSON, libcurl) to alert_webhook_url, off the request path:
+ * (JSON, libcurl) to alert_webhook_url, off the request path, signed with
+ * alert_webhook_secret when one is set (alerts_signature):
  *
  *   request thread: alerts_observe() looks at the levels a reservation or a
  *     status read has already computed (no database round trip), and queues
@@ -67,6 +68,14 @@ void alerts_id(const struct alert_crossing *c, char out[96]);
  * attempt.  Returns a new string (caller frees), NULL on ENOMEM.
  */
 char *alerts_payload(const struct alert_crossing *c, int attempt);
+
+/*
+ * The X-Quotacache-Signature value of body sent at unix time t, signed with
+ * secret: "t=T,v1=HEX", HEX the HMAC-SHA256 (libcrypto) of "T." followed by
+ * the body (a receiver recomputes it and refuses old T against replays).
+ * Returns 0, or -1 if libcrypto fails.
+ */
+int alerts_signature(const char *secret, long long t, const char *body, char out[96]);
 
 /* --- the process's sender ----------------------------------------------- */
 

@@ -82,6 +82,8 @@ static const struct opt opts[] = {
 	I(shutdown_grace_ms, "10000", 0, 3600000),
 	S(alert_webhook_url, ""),
 	S(alert_webhook_url_file, NULL),
+	S(alert_webhook_secret, NULL),
+	S(alert_webhook_secret_file, NULL),
 	I(alert_webhook_timeout_ms, "5000", 100, 600000),
 	I(alert_webhook_attempts, "8", 1, 100),
 	I(alert_webhook_backoff_ms, "1000", 10, 3600000),
@@ -300,6 +302,16 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 		c->alert_webhook_url = NULL;
 		if (config_read_secret(c->alert_webhook_url_file, &c->alert_webhook_url, err, errlen) < 0)
 			goto fail;
+	}
+	if (c->alert_webhook_secret_file && *c->alert_webhook_secret_file) {
+		free(c->alert_webhook_secret);
+		c->alert_webhook_secret = NULL;
+		if (config_read_secret(c->alert_webhook_secret_file, &c->alert_webhook_secret, err, errlen) < 0)
+			goto fail;
+		if (!*c->alert_webhook_secret) {
+			snprintf(err, errlen, "alert_webhook_secret_file %s is empty", c->alert_webhook_secret_file);
+			goto fail;
+		}
 	}
 	if (c->upstream_key_file && *c->upstream_key_file) {
 		free(c->upstream_key);

@@ -73,6 +73,9 @@ struct config {
 	/* alerts (SPEC §14): the level-crossing webhook; "" = off */
 	char *alert_webhook_url;         /* or read from alert_webhook_url_file (it may hold a token) */
 	char *alert_webhook_url_file;
+	char *alert_webhook_secret;      /* HMAC-SHA256 key of X-Quotacache-Signature (none:
+					  * unsigned), or read from alert_webhook_secret_file; never logged */
+	char *alert_webhook_secret_file;
 	long long alert_webhook_timeout_ms;   /* one POST, connect included */
 	long long alert_webhook_attempts;     /* then the crossing is given up ('failed') */
 	long long alert_webhook_backoff_ms;   /* first retry delay, doubled each time */

@@ -38,6 +38,10 @@ bash "$SRC/scripts/mock.sh" start "$VAR" "$MOCK_PORT" --expect-key "$UPKEY" \
 # this port (nothing listens there otherwise: posts fail and are retried)
 ALERT_PORT=$(free_port)
 export QC_ALERT_PORT=$ALERT_PORT
+# ... signed with this secret (X-Quotacache-Signature), which test_alerts.py checks
+QC_ALERT_SECRET="whsec-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+(umask 077; printf '%s\n' "$QC_ALERT_SECRET" >"$VAR/secrets/alert_webhook_secret")
+export QC_ALERT_SECRET
 CONF=$VAR/quotacache.conf
 { base_config "$VAR" "$SRC"; cat <<CONF
 auth_cache_seconds = 1
@@ -53,6 +57,7 @@ upstream_backoff_ms = 50
 upstream_prices = mock-model:0.001:0.002,gpt-4o-mini:0.00015:0.0006
 reservation_ttl = 60
 alert_webhook_url = http://127.0.0.1:$ALERT_PORT/hook
+alert_webhook_secret_file = $VAR/secrets/alert_webhook_secret
 alert_webhook_timeout_ms = 1000
 alert_webhook_attempts = 8
 alert_webhook_backoff_ms = 200

@@ -8,6 +8,8 @@
    workers saw it; a receiver that fails gets it on retry; no crossing, no
    post; a receiver that hangs or is down slows and blocks no request.
 """
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -20,6 +22,7 @@ from qc import check, done, get, new_user, parallel, post
 HERE = os.path.dirname(os.path.abspath(__file__))
 RULES = os.path.join(HERE, "..", "..", "conf", "quotacache-alerts.yml")
 ALERT_PORT = int(os.environ.get("QC_ALERT_PORT", "0"))
+SECRET = os.environ.get("QC_ALERT_SECRET", "")
 
 
 def scrape():
@@ -103,7 +106,9 @@ class Receiver:
                         code = 503
                     rcv.posts.append({"doc": doc, "code": code, "path": self.path,
                                       "ctype": self.headers.get("Content-Type"),
-                                      "delivery": self.headers.get("X-Quotacache-Delivery")})
+                                      "delivery": self.headers.get("X-Quotacache-Delivery"),
+                                      "signature": self.headers.get("X-Quotacache-Signature"),
+                                      "raw": body, "received": time.time()})
                 if code == 0:
                     time.sleep(2.5)   # past alert_webhook_timeout_ms (1 s)
                     code = 200
@@ -180,6 +185,15 @@ try:
     check(got and got[0]["ctype"] == "application/json" and got[0]["delivery"] == d.get("id")
           and got[0]["path"] == "/hook", "POST to the configured path, JSON, X-Quotacache-Delivery = id",
           got[0] if got else None)
+
+    # signed: t=T,v1=HMAC-SHA256(secret, "T." + body), T the time of the post
+    sig = got[0]["signature"] if got else None
+    parts = dict(p.split("=", 1) for p in sig.split(",") if "=" in p) if sig else {}
+    want = (hmac.new(SECRET.encode(), parts.get("t", "").encode() + b"." + got[0]["raw"], hashlib.sha256).hexdigest()
+            if got and SECRET else None)
+    check(bool(want) and parts.get("v1") == want and abs(int(parts.get("t", 0)) - got[0]["received"]) < 5,
+          "X-Quotacache-Signature verifies: HMAC-SHA256 of \"T.\" + the exact body with the configured secret, "
+          "T the time of the post", (sig, want))
 
     _, _, s_before = scrape()
     r3 = reserve(a_key, 1500)
