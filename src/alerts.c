@@ -574,3 +574,12 @@ void alerts_stop(void)
 	if (dropped)
 		log_warn("alerts", "%lu crossing(s) dropped: the queue was full", dropped);
 }
+
+enum qc_err alerts_prune(struct db *db, time_t now, unsigned long long *deleted)
+{
+	static const char sql[] =
+		"DELETE FROM alert_crossings WHERE state <> 'pending' AND window_start + 32 * 86400 < ?";
+	struct db_val p[1] = { DB_INT(now) };
+
+	return db_exec(db, sql, p, 1, deleted);
+}

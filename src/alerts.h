@@ -31,6 +31,7 @@
 #include "quota.h"
 
 struct config;
+struct db;
 struct dbpool;
 
 struct alert_crossing {
@@ -76,6 +77,14 @@ char *alerts_payload(const struct alert_crossing *c, int attempt);
  * Returns 0, or -1 if libcrypto fails.
  */
 int alerts_signature(const char *secret, long long t, const char *body, char out[96]);
+
+/* --- housekeeping -------------------------------------------------------- */
+
+/* Delete delivered or given-up crossings of windows that began more than 32
+ * days before now (history only), as sql/012's hourly EVENT does where the
+ * event scheduler is off (quotacachectl quota prune-alerts).  *deleted gets
+ * the row count.  QC_OK or the database error. */
+enum qc_err alerts_prune(struct db *db, time_t now, unsigned long long *deleted);
 
 /* --- the process's sender ----------------------------------------------- */
 

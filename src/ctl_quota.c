@@ -8,6 +8,7 @@
  *   quota nearest [--limit N]       users nearest their daily limit
  *   quota expire                    settle stale reservations now
  *   quota prune [--days N]          drop counter windows that ended more than N days ago
+ *   quota prune-alerts              drop delivered webhook crossings of windows > 32 days old
  *   quota expiring [--days N]       overrides that end within N days
  */
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <time.h>
 
 #include "admin.h"
+#include "alerts.h"
 #include "ctl.h"
 #include "db.h"
 #include "quota.h"
@@ -174,7 +176,15 @@ int ctl_quota(struct db *db, int argc, char **argv)
 		printf("pruned %llu counter row(s) of windows that ended more than %lld days ago\n", n, days);
 		return 0;
 	}
-	fprintf(stderr, "usage: quotacachectl quota status|set-override|clear-override|nearest|expiring|expire|prune ...\n");
+	if (argc >= 1 && strcmp(argv[0], "prune-alerts") == 0) {
+		unsigned long long n = 0;
+		if ((rc = alerts_prune(db, now, &n)) != QC_OK)
+			return ctl_fail(rc, db, "quota prune-alerts");
+		printf("pruned %llu level crossing(s) of windows that began more than 32 days ago\n", n);
+		return 0;
+	}
+	fprintf(stderr, "usage: quotacachectl quota status|set-override|clear-override|nearest|expiring|expire|prune|"
+		"prune-alerts ...\n");
 	return 2;
 }
 
@@ -188,5 +198,6 @@ void ctl_usage_quota(void)
 		"  quota nearest [--limit N]                 users nearest their daily limit, override expiry\n"
 		"  quota expiring [--days N]                 overrides that end within N days (7), soonest first\n"
 		"  quota expire                              settle stale reservations now\n"
-		"  quota prune [--days N]                    drop windows that ended > N days ago\n");
+		"  quota prune [--days N]                    drop windows that ended > N days ago\n"
+		"  quota prune-alerts                        drop sent or failed webhook crossings > 32 days old\n");
 }

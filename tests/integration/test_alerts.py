@@ -17,7 +17,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from qc import check, done, get, new_user, parallel, post
+from qc import check, ctl, done, get, new_user, parallel, post, sql
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RULES = os.path.join(HERE, "..", "..", "conf", "quotacache-alerts.yml")
@@ -194,6 +194,22 @@ try:
     check(bool(want) and parts.get("v1") == want and abs(int(parts.get("t", 0)) - got[0]["received"]) < 5,
           "X-Quotacache-Signature verifies: HMAC-SHA256 of \"T.\" + the exact body with the configured secret, "
           "T the time of the post", (sig, want))
+
+    # housekeeping without the event scheduler: quotacachectl quota prune-alerts
+    # drops delivered or given-up crossings of windows that began > 32 days ago
+    old = int(time.time()) - 40 * 86400
+    for lvl, state, start in ((1, "sent", old), (2, "failed", old), (3, "pending", old),
+                              (1, "sent", old + 20 * 86400)):
+        sql(f"INSERT INTO alert_crossings (user_id, window_kind, window_start, level, plan, used, lim, crossed_at,"
+            f" state, next_at_ms) VALUES ({b_id}, 'month', {start}, {lvl}, 'payg', 1, 2, {start}, '{state}',"
+            f" 9000000000000000)")   # never due: no sender posts the pending one
+    _, out, _ = ctl("quota", "prune-alerts")
+    left = sorted((int(r[0]), r[1]) for r in sql(f"SELECT level, state FROM alert_crossings WHERE user_id = {b_id}"
+                                                 f" AND window_kind = 'month'"))
+    check(left == [(1, "sent"), (3, "pending")] and "pruned 2 " in out,
+          "quotacachectl quota prune-alerts drops sent and failed crossings of windows over 32 days old, "
+          "keeps pending ones and recent ones", (left, out))
+    sql(f"DELETE FROM alert_crossings WHERE user_id = {b_id} AND window_kind = 'month'")
 
     _, _, s_before = scrape()
     r3 = reserve(a_key, 1500)
