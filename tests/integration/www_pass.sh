@@ -12,7 +12,7 @@ www_pass_prepare() {
 	SECDIR=$VAR/www-secrets
 	ENV_ARGS=()
 	install -d -m 0750 -o root -g "$WWW_GROUP" "$SECDIR"
-	for setting in db_password_file upstream_key_file; do
+	for setting in db_password_file upstream_key_file alert_webhook_secret_file; do
 		f=$(conf_value "$setting")
 		[ -n "$f" ] || continue
 		name=$(basename "$f")
