@@ -266,6 +266,12 @@ async function usersFlow(w) {
   }, prefix2).catch(() => {});
   check(await page.evaluate((p) => /revoked/.test(document.querySelector(`#keys-table tr[data-prefix="${p}"]`).textContent), prefix2),
     `${W} the keys table shows the key as revoked`);
+  const focusAfter = await page.waitForFunction(() => {
+    const a = document.activeElement;
+    return a && (a.id === 'key-issue' || (a.closest('#keys-table') && a.tagName === 'BUTTON')) ? a.id || a.textContent : null;
+  }, null, { timeout: WAIT }).then((h) => h.jsonValue()).catch(() => null);
+  check(!!focusAfter, `${W} after a revoke the focus moves to the next key's Revoke or to "Issue a key" (not the page)`,
+    await page.evaluate(() => document.activeElement && (document.activeElement.id || document.activeElement.tagName)));
 
   /* purge the cache */
   const entry = `/api/v1/cache/session/console-${tag}`;

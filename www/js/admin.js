@@ -577,7 +577,15 @@
       '? Whoever uses it is refused from now on. This cannot be undone.', 'Revoke key').then(function (ok) {
       if (!ok) return;
       api('DELETE', '/api/v1/admin/keys/' + encodeURIComponent(prefix))
-        .then(done('Revoked the key ' + prefix + '….'), failed);
+        .then(done('Revoked the key ' + prefix + '….'), failed)
+        .then(function () {
+          /* its button is gone: keyboard users land on the next key's
+           * Revoke, else on "Issue a key", not on the page */
+          var a = document.activeElement;
+          if (a && a !== document.body && a.isConnected) return;
+          var next = document.querySelector('#keys-table button') || $('key-issue');
+          if (next && !next.disabled) next.focus();
+        });
     });
   }
 
