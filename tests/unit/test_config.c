@@ -1,4 +1,5 @@
 /* test_config.c - config parsing, env overrides and the secret-file rule. */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -92,6 +93,18 @@ int main(void)
 	      "config_load reads the password file");
 	config_release(&c);
 	unsetenv("QC_DB_PASSWORD_FILE");
+	/* the webhook's signing secret: read from its file; an empty one is refused
+	 * (it would sign with an empty key) */
+	setenv("QC_ALERT_WEBHOOK_SECRET_FILE", path, 1);
+	CHECK(config_load(&c, cpath, err, sizeof err) == 0 && c.alert_webhook_secret &&
+	      strcmp(c.alert_webhook_secret, "s3cret") == 0, "config_load reads the webhook secret file");
+	config_release(&c);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	CHECK(fd >= 0 && write(fd, "\n", 1) == 1, "empty the secret file");
+	close(fd);
+	CHECK(config_load(&c, cpath, err, sizeof err) < 0 && strstr(err, "alert_webhook_secret_file") &&
+	      strstr(err, "empty"), "an empty webhook secret file is refused with its name");
+	unsetenv("QC_ALERT_WEBHOOK_SECRET_FILE");
 	CHECK(config_read_secret("/nonexistent/x", &s, err, sizeof err) < 0, "missing secret file refused");
 	unlink(path);
 	unlink(cpath);
