@@ -23,7 +23,11 @@ run_suite() {   # name command...
 	local p f
 	p=$(grep -c '^ok ' "$log")
 	f=$(grep -cE '^(not ok |Bail out!)' "$log")
-	grep -E '^(not ok|Bail out)' "$log" | sed 's/^/   /'
+	# each failure with the first lines of its diagnostics, so a CI
+	# summary alone says why
+	awk '/^(not ok|Bail out)/ { print "   " $0; d = 8; next }
+	     d > 0 && /^#/ { print "   " substr($0, 1, 300); d--; next }
+	     { d = 0 }' "$log"
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
 		echo "   $name exited $rc without a failing check; last lines:"
 		tail -n 15 "$log" | sed 's/^/   | /'

@@ -160,20 +160,45 @@
 
   /* ---- dialogs ------------------------------------------------------------------ */
 
+  /* One opening of a modal dialog at a time: settle(returnValue) runs once
+   * when it closes. The close event is queued, not sent, when the dialog
+   * closes, so a fast user (Escape, then Enter on the same button) can open it
+   * again before the last close's event arrives. That event is then not the
+   * new opening's (the dialog is open again) and is ignored; openers call
+   * settlePending first, which settles the last opening now, in order. */
+  var settleLast = {};
+  function settlePending(dlg) {
+    if (settleLast[dlg.id]) settleLast[dlg.id]();
+  }
+  function onDialogClose(dlg, settle) {
+    function onClose() {
+      if (dlg.open) return;
+      done();
+    }
+    function done() {
+      dlg.removeEventListener('close', onClose);
+      settleLast[dlg.id] = null;
+      settle(dlg.returnValue);
+    }
+    settleLast[dlg.id] = done;
+    dlg.addEventListener('close', onClose);
+  }
+
   /* Ask before a destructive action. Resolves true on Confirm; Cancel and
    * Escape resolve false. Focus starts on Cancel and returns where it was. */
   function confirmAction(title, body, okLabel) {
-    var dlg = $('confirm-dlg'), back = document.activeElement;
+    var dlg = $('confirm-dlg');
+    settlePending(dlg);
+    var back = document.activeElement;
     $('confirm-title').textContent = title;
     $('confirm-body').textContent = body;
     $('confirm-ok').textContent = okLabel || 'Confirm';
     dlg.returnValue = '';
     return new Promise(function (resolve) {
-      dlg.addEventListener('close', function onClose() {
-        dlg.removeEventListener('close', onClose);
+      onDialogClose(dlg, function (value) {
         document.body.removeAttribute('data-dialog');
         if (back && back.isConnected && typeof back.focus === 'function') back.focus();
-        resolve(dlg.returnValue === 'ok');
+        resolve(value === 'ok');
       });
       dlg.showModal();
       document.body.setAttribute('data-dialog', 'confirm');
@@ -184,14 +209,14 @@
   /* A new key, shown once. Nothing keeps it: the field is emptied on close. */
   function showKeyOnce(key, note, back) {
     var dlg = $('key-dlg'), input = $('key-value');
+    settlePending(dlg);
     back = back || document.activeElement;
     $('key-dlg-note').textContent = note;
     $('key-copied').textContent = '';
     input.value = key;
     key = null;
     return new Promise(function (resolve) {
-      dlg.addEventListener('close', function onClose() {
-        dlg.removeEventListener('close', onClose);
+      onDialogClose(dlg, function () {
         input.value = '';
         $('key-copied').textContent = '';
         document.body.removeAttribute('data-dialog');
