@@ -2,6 +2,8 @@
  * http.c - request fields from the FastCGI environment, body reading with a
  * limit, response assembly and problem+json.  All JSON goes through json-c.
  */
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +63,61 @@ void http_req_release(struct http_req *r)
 	json_object_put(r->json);
 	r->json = NULL;
 	r->path = r->body = r->hdrs = NULL;
+}
+
+/* --- closing the connection to the web server ---------------------------
+ *
+ * libfcgi closes a request's connection with a lingering close: shutdown()
+ * of the sending side, then poll() and read() until the web server closes
+ * its end (at most 2 s).  That guards a TCP peer against the RST a close
+ * with unread input sends, which would destroy answer bytes the peer has not
+ * read yet.  The request thread waits the web server's whole turn for it,
+ * one more wake-up per request, and serves nobody meanwhile.
+ *
+ * On a unix socket (lighttpd, mod_fcgid and the mod_proxy_fcgi pool all
+ * connect through one) whose request input has been read to its end record,
+ * nothing can arrive any more (no web server we serve sends records after
+ * the end of stdin on a connection it will not keep), so there is nothing a
+ * close could destroy: the request is detached (a plain close).  The input
+ * is read to its end without blocking; whatever is not there yet, or any
+ * error, keeps the lingering close. */
+
+static int listener_unix;   /* written once under pthread_once */
+static pthread_once_t listener_once = PTHREAD_ONCE_INIT;
+
+static void listener_probe(void)
+{
+	struct sockaddr_storage sa;
+	socklen_t len = sizeof sa;
+
+	listener_unix = getsockname(0, (struct sockaddr *)&sa, &len) == 0 && sa.ss_family == AF_UNIX;
+}
+
+static int stdin_at_end(FCGX_Request *fr)
+{
+	char trash[512];
+	int fl = fcntl(fr->ipcFd, F_GETFL);
+
+	if (fl < 0 || fcntl(fr->ipcFd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return 0;
+	/* a read that would block fails the stream (EAGAIN): lingering close */
+	for (int i = 0; i < 16 && !fr->in->isClosed; i++)
+		if (FCGX_GetStr(trash, (int)sizeof trash, fr->in) <= 0)
+			break;
+	return fr->in->isClosed && FCGX_GetError(fr->in) == 0;
+}
+
+void http_fcgi_finish(FCGX_Request *fr)
+{
+	pthread_once(&listener_once, listener_probe);
+	if (listener_unix && fr->ipcFd >= 0 && fr->in && fr->out && fr->err) {
+		/* the answer and the end records go out first, still blocking */
+		int bad = FCGX_FClose(fr->err) | FCGX_FClose(fr->out);
+
+		if (!bad && FCGX_GetError(fr->in) == 0 && stdin_at_end(fr))
+			FCGX_Detach(fr);
+	}
+	FCGX_Finish_r(fr);
 }
 
 enum qc_err http_read_body(struct http_req *r, size_t max)

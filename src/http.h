@@ -51,6 +51,10 @@ struct http_req {
 /* Initialise from a FastCGI request's environment (fcgi may be NULL). */
 void http_req_init(struct http_req *r, struct FCGX_Request *fcgi);
 void http_req_release(struct http_req *r);
+/* Finish a FastCGI request: write what is buffered and the end records,
+ * and close the connection to the web server (see http.c for when the
+ * close skips libfcgi's lingering wait). */
+void http_fcgi_finish(struct FCGX_Request *fr);
 
 /* Streamed answers (SSE): the status and headers (no Content-Length),
  * then chunks, each flushed to the web server at once.  A write to a

@@ -87,7 +87,7 @@ void conn_finish(struct conn *c)
 		metrics_http(c->req.match.route ? c->req.match.route->name : "unmatched", c->req.status, secs);
 	http_req_release(&c->req);
 	if (!c->background)
-		FCGX_Finish_r(&c->fr);
+		http_fcgi_finish(&c->fr);
 	free(c);
 }
 

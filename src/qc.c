@@ -1,6 +1,7 @@
 /*
  * qc.c - error strings and the single error -> HTTP status mapping.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,12 +93,26 @@ static void to_hex(const unsigned char *in, size_t n, char *out)
 	out[2 * n] = 0;
 }
 
+/* SHA-256 fetched once for the process: EVP_sha256() makes every digest
+ * look the algorithm up again (a locked provider query; 5 % of a worker's
+ * CPU on the authenticated routes, which hash the key on every request).
+ * Written once under pthread_once, read-only afterwards; never freed (the
+ * process's, like OpenSSL's own tables). */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void qc_sha256_hex(const void *data, size_t len, char out[65])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 
-	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+	pthread_once(&sha256_once, sha256_fetch);
+	EVP_Digest(data, len, md, &mdlen, sha256_md ? sha256_md : EVP_sha256(), NULL);
 	to_hex(md, 32, out);
 }
 
