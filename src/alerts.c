@@ -308,8 +308,7 @@ int alerts_signature(const char *secret, long long t, const char *body, char out
 	}
 	free(msg);
 	n = snprintf(out, 96, "t=%lld,v1=", t);
-	for (unsigned i = 0; i < maclen; i++)
-		snprintf(out + n + 2 * i, 3, "%02x", mac[i]);
+	qc_hex(mac, maclen, out + n);   /* 26 + 64 + NUL fit in 96 */
 	return 0;
 }
 

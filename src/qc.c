@@ -82,7 +82,7 @@ int qc_parse_iso8601(const char *s, long long *t)
 	return 0;
 }
 
-static void to_hex(const unsigned char *in, size_t n, char *out)
+void qc_hex(const unsigned char *in, size_t n, char *out)
 {
 	static const char hex[] = "0123456789abcdef";
 
@@ -113,7 +113,7 @@ void qc_sha256_hex(const void *data, size_t len, char out[65])
 
 	pthread_once(&sha256_once, sha256_fetch);
 	EVP_Digest(data, len, md, &mdlen, sha256_md ? sha256_md : EVP_sha256(), NULL);
-	to_hex(md, 32, out);
+	qc_hex(md, 32, out);
 }
 
 int qc_random_hex(char *out, size_t nbytes)
@@ -122,7 +122,7 @@ int qc_random_hex(char *out, size_t nbytes)
 
 	if (nbytes > sizeof raw || RAND_bytes(raw, (int)nbytes) != 1)
 		return -1;
-	to_hex(raw, nbytes, out);
+	qc_hex(raw, nbytes, out);
 	return 0;
 }
 

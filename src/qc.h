@@ -63,6 +63,9 @@ int qc_flush_due(unsigned n, unsigned max, time_t since, time_t now);
  * when it does not fit (never half a character in a bounded column). */
 void qc_copy_utf8(char *dst, size_t dstsz, const char *src);
 
+/* in[0..n) as 2*n lowercase hex characters + NUL in out. */
+void qc_hex(const unsigned char *in, size_t n, char *out);
+
 /* SHA-256 of data[0..len) as 64 lowercase hex characters + NUL (libcrypto). */
 void qc_sha256_hex(const void *data, size_t len, char out[65]);
 

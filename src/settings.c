@@ -269,6 +269,17 @@ static int load_file(struct config *c, const char *path, char *err, size_t errle
 	return rc;
 }
 
+/* A *_file setting, when set, wins over its value: *value gets the file's
+ * content (config_read_secret).  0, or -1 with the reason in err. */
+static int value_from_file(const char *file, char **value, char *err, size_t errlen)
+{
+	if (!file || !*file)
+		return 0;
+	free(*value);
+	*value = NULL;
+	return config_read_secret(file, value, err, errlen);
+}
+
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
 {
 	char envname[96];
@@ -291,33 +302,14 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 		if ((v = getenv(envname)) && set_opt(c, &opts[i], v, err, errlen) < 0)
 			goto fail;
 	}
-	if (c->db_password_file && *c->db_password_file) {
-		free(c->db_password);
-		c->db_password = NULL;
-		if (config_read_secret(c->db_password_file, &c->db_password, err, errlen) < 0)
-			goto fail;
-	}
-	if (c->alert_webhook_url_file && *c->alert_webhook_url_file) {
-		free(c->alert_webhook_url);
-		c->alert_webhook_url = NULL;
-		if (config_read_secret(c->alert_webhook_url_file, &c->alert_webhook_url, err, errlen) < 0)
-			goto fail;
-	}
-	if (c->alert_webhook_secret_file && *c->alert_webhook_secret_file) {
-		free(c->alert_webhook_secret);
-		c->alert_webhook_secret = NULL;
-		if (config_read_secret(c->alert_webhook_secret_file, &c->alert_webhook_secret, err, errlen) < 0)
-			goto fail;
-		if (!*c->alert_webhook_secret) {
-			snprintf(err, errlen, "alert_webhook_secret_file %s is empty", c->alert_webhook_secret_file);
-			goto fail;
-		}
-	}
-	if (c->upstream_key_file && *c->upstream_key_file) {
-		free(c->upstream_key);
-		c->upstream_key = NULL;
-		if (config_read_secret(c->upstream_key_file, &c->upstream_key, err, errlen) < 0)
-			goto fail;
+	if (value_from_file(c->db_password_file, &c->db_password, err, errlen) < 0 ||
+	    value_from_file(c->alert_webhook_url_file, &c->alert_webhook_url, err, errlen) < 0 ||
+	    value_from_file(c->alert_webhook_secret_file, &c->alert_webhook_secret, err, errlen) < 0 ||
+	    value_from_file(c->upstream_key_file, &c->upstream_key, err, errlen) < 0)
+		goto fail;
+	if (c->alert_webhook_secret_file && *c->alert_webhook_secret_file && !*c->alert_webhook_secret) {
+		snprintf(err, errlen, "alert_webhook_secret_file %s is empty", c->alert_webhook_secret_file);
+		goto fail;
 	}
 	return 0;
 fail:
