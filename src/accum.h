@@ -1,7 +1,8 @@
 /*
  * accum.h - a per-process accumulator: records added by any thread, merged
  * by key when they are the same (counters) or appended (events), and
- * written to the database in one statement by a timer thread.
+ * written to the database by a timer thread, a batch in one array-bound
+ * statement (db_exec_bulk): all of it lands or none of it.
  *
  * Ownership: each struct accum is shared by every thread of the process and
  * guarded by its own mutex.  A flush swaps the pending records out under the

@@ -714,32 +714,40 @@ static int cmp_stat(const void *a, const void *b)
 	return strcmp(x->plan, y->plan);
 }
 
+/* A flush of hit counts, one entry per row: the hits, the latest hit's time
+ * (three times), the entry's id. */
+static const char SQL_HIT_FLUSH[] =
+	"UPDATE ai_cache SET access_count = access_count + ?,"
+	" last_accessed_at = GREATEST(COALESCE(last_accessed_at, FROM_UNIXTIME(?)), FROM_UNIXTIME(?)),"
+	/* adaptive TTL (sql/010): the plan's TTL from the latest hit, within
+	 * the entry's bound; an expiry is never shortened */
+	" expires_at = IF(adapt_ttl IS NULL OR expires_at IS NULL, expires_at,"
+	" GREATEST(expires_at, LEAST(adapt_until, FROM_UNIXTIME(?) + INTERVAL adapt_ttl SECOND)))"
+	" WHERE id = ?";
+static const char SQL_STATS_FLUSH[] =
+	"INSERT INTO cache_stats (bucket, user_id, cache_type, plan, hits, misses, saved_micro, region)"
+	" VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE hits = hits + VALUES(hits),"
+	" misses = misses + VALUES(misses), saved_micro = saved_micro + VALUES(saved_micro)";
+
 /* Rows are written in primary-key order (the accumulator sorts them), so
  * flushes of several workers lock shared rows in the same order and do not
  * deadlock each other. */
 static enum qc_err write_hits(struct db *db, void *recs, unsigned n)
 {
 	const struct pending_hit *h = recs;
-	struct db_val *p = calloc((size_t)n * 3, sizeof *p);
+	struct db_val *p = calloc((size_t)n * 5, sizeof *p);
 	enum qc_err rc;
 
 	if (!p)
 		return QC_ENOMEM;
 	for (unsigned i = 0; i < n; i++) {
-		p[3 * i] = DB_INT(h[i].id);
-		p[3 * i + 1] = DB_INT(h[i].n);
-		p[3 * i + 2] = DB_INT(h[i].last);
+		p[5 * i] = DB_INT(h[i].n);
+		p[5 * i + 1] = DB_INT(h[i].last);
+		p[5 * i + 2] = DB_INT(h[i].last);
+		p[5 * i + 3] = DB_INT(h[i].last);
+		p[5 * i + 4] = DB_INT(h[i].id);
 	}
-	rc = db_exec_batch(db, "UPDATE ai_cache c JOIN (", "SELECT ? AS id, ? AS n, ? AS t",
-			   " UNION ALL ", n,
-			   ") v ON c.id = v.id SET c.access_count = c.access_count + v.n,"
-			   " c.last_accessed_at = GREATEST(COALESCE(c.last_accessed_at,"
-			   " FROM_UNIXTIME(v.t)), FROM_UNIXTIME(v.t)),"
-			   /* adaptive TTL (sql/010): the plan's TTL from the latest hit,
-			    * within the entry's bound; an expiry is never shortened */
-			   " c.expires_at = IF(c.adapt_ttl IS NULL OR c.expires_at IS NULL, c.expires_at,"
-			   " GREATEST(c.expires_at, LEAST(c.adapt_until,"
-			   " FROM_UNIXTIME(v.t) + INTERVAL c.adapt_ttl SECOND)))", p, n * 3);
+	rc = db_exec_bulk(db, SQL_HIT_FLUSH, 5, n, p);
 	free(p);
 	return rc;
 }
@@ -763,11 +771,7 @@ static enum qc_err write_stats(struct db *db, void *recs, unsigned n)
 		p[8 * i + 6] = DB_INT(s->saved);
 		p[8 * i + 7] = DB_STR(region);   /* the region of this worker, which counted them */
 	}
-	rc = db_exec_batch(db, "INSERT INTO cache_stats (bucket, user_id, cache_type, plan, hits,"
-			   " misses, saved_micro, region) VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?)", ", ", n,
-			   " ON DUPLICATE KEY UPDATE hits = hits + VALUES(hits),"
-			   " misses = misses + VALUES(misses),"
-			   " saved_micro = saved_micro + VALUES(saved_micro)", p, n * 8);
+	rc = db_exec_bulk(db, SQL_STATS_FLUSH, 8, n, p);
 	free(p);
 	return rc;
 }

@@ -330,9 +330,7 @@ unsigned long long db_insert_id(struct db *db)
 	return db->conn ? mysql_insert_id(db->conn) : 0;
 }
 
-/* A statement prepared for one execution (SQL text built at run time from
- * a fixed template: never from input).  Closed after use. */
-static MYSQL_STMT *prepare_once(struct db *db, const char *sql)
+static MYSQL_STMT *prepare(struct db *db, const char *sql)
 {
 	MYSQL_STMT *st = mysql_stmt_init(db->conn);
 
@@ -356,7 +354,7 @@ static MYSQL_STMT *get_stmt(struct db *db, const char *sql)
 	for (unsigned i = 0; i < db->nstmts; i++)
 		if (db->stmts[i].sql == sql)
 			return db->stmts[i].stmt;
-	if (!(st = prepare_once(db, sql)))
+	if (!(st = prepare(db, sql)))
 		return NULL;
 	my_bool on = 1;
 	mysql_stmt_attr_set(st, STMT_ATTR_UPDATE_MAX_LENGTH, &on);
@@ -404,6 +402,62 @@ static void bind_params(MYSQL_BIND *b, const struct db_val *p, unsigned np)
 			break;
 		}
 	}
+}
+
+/*
+ * Array binding (Connector/C's bulk execution): nrows rows of ncols values,
+ * row-major in p, bound column-wise.  Each column has one buffer type, that
+ * of its non-NULL values (an all-NULL column is bound as integers); NULLs go
+ * in its indicator array.  The arrays live in one block (*arrays) the
+ * caller frees.  0, or -1 out of memory, or -2 a column of two types (a
+ * caller's bug).
+ */
+union bulk_val { long long i; double d; const char *s; };
+
+static int bind_bulk(MYSQL_BIND *b, const struct db_val *p, unsigned ncols, unsigned nrows,
+		     void **arrays)
+{
+	size_t n = (size_t)ncols * nrows;
+	union bulk_val *v = calloc(n, sizeof *v + sizeof(unsigned long) + 1);
+	unsigned long *lens = (unsigned long *)(v + n);
+	char *ind = (char *)(lens + n);
+
+	if (!(*arrays = v))
+		return -1;
+	memset(b, 0, sizeof *b * ncols);
+	for (unsigned c = 0; c < ncols; c++) {
+		enum db_type t = DBT_NULL;
+		union bulk_val *cv = v + (size_t)c * nrows;
+		unsigned long *cl = lens + (size_t)c * nrows;
+		char *ci = ind + (size_t)c * nrows;
+
+		for (unsigned r = 0; r < nrows && t == DBT_NULL; r++)
+			t = p[(size_t)r * ncols + c].t;
+		for (unsigned r = 0; r < nrows; r++) {
+			const struct db_val *x = &p[(size_t)r * ncols + c];
+			if (x->t == DBT_NULL) {
+				ci[r] = STMT_INDICATOR_NULL;
+				continue;
+			}
+			if (x->t != t)
+				return -2;
+			ci[r] = STMT_INDICATOR_NONE;
+			if (t == DBT_INT)
+				cv[r].i = x->i;
+			else if (t == DBT_DOUBLE)
+				cv[r].d = x->d;
+			else {
+				cv[r].s = x->s ? x->s : "";
+				cl[r] = x->len;
+			}
+		}
+		b[c].buffer_type = t == DBT_DOUBLE ? MYSQL_TYPE_DOUBLE
+			: t == DBT_STR ? MYSQL_TYPE_BLOB : MYSQL_TYPE_LONGLONG;
+		b[c].buffer = cv;
+		b[c].length = cl;
+		b[c].u.indicator = ci;
+	}
+	return 0;
 }
 
 /* Fetch the current result set of st into a db_rows.  0 or -1 (ENOMEM/db). */
@@ -528,37 +582,67 @@ static int is_read_only(const char *sql)
 	return strncasecmp(sql, "SELECT", 6) == 0;
 }
 
-/* One attempt.  Returns QC_OK, or error with db->last_errno set. */
+/* One attempt: sql with np values, or with rows > 0 an array-bound execution
+ * of rows rows of np / rows values each.  Returns QC_OK, or an error with
+ * db->last_errno set. */
 static enum qc_err run_once(struct db *db, const char *sql, const struct db_val *p,
 			    unsigned np, struct db_rows **out, unsigned long long *affected,
-			    int once)
+			    unsigned rows)
 {
 	MYSQL_BIND small[DB_MAX_PARAMS], *pb = small;
 	MYSQL_STMT *st;
+	void *arrays = NULL;
+	unsigned ncols = rows ? np / rows : np;
+	/* an array-bound INSERT runs as one statement; any other runs once per
+	 * row, so a transaction makes its rows land together */
+	int wrap = rows > 1 && strncmp(sql, "INSERT", 6) != 0;
 	enum qc_err rc;
 
 	if ((rc = db_connect(db)) != QC_OK)
 		return rc;
-	if (!(st = once ? prepare_once(db, sql) : get_stmt(db, sql)))
+	if (!(st = get_stmt(db, sql)))
 		return is_conn_error(db->last_errno) ? QC_EDBDOWN : QC_EDB;
-	if (mysql_stmt_param_count(st) != np) {
+	if (mysql_stmt_param_count(st) != ncols || (rows && ncols * rows != np)) {
 		set_err(db, 0, "parameter count mismatch");
 		log_error("db", "parameter count mismatch for: %.60s", sql);
 		rc = QC_EDB;
 		goto done;
 	}
-	if (np > DB_MAX_PARAMS && !(pb = malloc(sizeof *pb * np))) {
+	if (ncols > DB_MAX_PARAMS && !(pb = malloc(sizeof *pb * ncols))) {
 		set_err(db, CR_OUT_OF_MEMORY, "out of memory");
 		rc = QC_ENOMEM;
 		goto done;
 	}
-	if (np) {
+	if (rows) {
+		unsigned size = rows;
+		int b = bind_bulk(pb, p, ncols, rows, &arrays);
+		if (b < 0) {
+			set_err(db, b == -1 ? CR_OUT_OF_MEMORY : 0,
+				b == -1 ? "out of memory" : "a bulk column of two types");
+			rc = b == -1 ? QC_ENOMEM : QC_EDB;
+			goto done;
+		}
+		if (mysql_stmt_attr_set(st, STMT_ATTR_ARRAY_SIZE, &size) ||
+		    mysql_stmt_bind_param(st, pb))
+			goto stmt_err;
+	} else if (np) {
 		bind_params(pb, p, np);
 		if (mysql_stmt_bind_param(st, pb))
 			goto stmt_err;
 	}
+	if (wrap && mysql_query(db->conn, "START TRANSACTION")) {
+		set_err(db, mysql_errno(db->conn), mysql_error(db->conn));
+		rc = is_conn_error(db->last_errno) ? QC_EDBDOWN : QC_EDB;
+		goto done;
+	}
 	if (mysql_stmt_execute(st))
 		goto stmt_err;
+	if (wrap && mysql_query(db->conn, "COMMIT")) {
+		set_err(db, mysql_errno(db->conn), mysql_error(db->conn));
+		mysql_query(db->conn, "ROLLBACK");
+		rc = is_conn_error(db->last_errno) ? QC_EDBDOWN : QC_EDB;
+		goto done;
+	}
 	if (affected)
 		*affected = mysql_stmt_affected_rows(st);
 	if (mysql_stmt_field_count(st) > 0) {
@@ -595,23 +679,24 @@ static enum qc_err run_once(struct db *db, const char *sql, const struct db_val 
 	goto done;
 stmt_err:
 	set_err(db, mysql_stmt_errno(st), mysql_stmt_error(st));
+	if (wrap)   /* nothing of it stays */
+		mysql_query(db->conn, "ROLLBACK");
 	if (out && *out) {
 		db_rows_free(*out);
 		*out = NULL;
 	}
-	if (!once && (db->last_errno == ER_NEED_REPREPARE || db->last_errno == ER_UNKNOWN_STMT_HANDLER))
+	if (db->last_errno == ER_NEED_REPREPARE || db->last_errno == ER_UNKNOWN_STMT_HANDLER)
 		forget_stmt(db, st);
 	rc = is_conn_error(db->last_errno) ? QC_EDBDOWN : QC_EDB;
 done:
 	if (pb != small)
 		free(pb);
-	if (once)
-		mysql_stmt_close(st);
+	free(arrays);
 	return rc;
 }
 
 static enum qc_err run(struct db *db, const char *sql, const struct db_val *p,
-		       unsigned np, struct db_rows **out, unsigned long long *affected, int once)
+		       unsigned np, struct db_rows **out, unsigned long long *affected, unsigned rows)
 {
 	enum qc_err rc;
 	int reconnected = 0;
@@ -637,7 +722,7 @@ static enum qc_err run(struct db *db, const char *sql, const struct db_val *p,
 	long long budget_end = mono_ms() + db->cfg->db_retry_budget_ms;
 
 	for (int attempt = 0;; attempt++) {
-		rc = run_once(db, sql, p, np, out, affected, once);
+		rc = run_once(db, sql, p, np, out, affected, rows);
 		if (rc == QC_OK) {
 			if (attempt > 0)   /* how many retries this statement needed */
 				atomic_fetch_add(&retried_total[attempt < DB_RETRY_SLOTS ? attempt
@@ -721,22 +806,12 @@ enum qc_err db_exec(struct db *db, const char *sql, const struct db_val *p,
 	return run(db, sql, p, np, NULL, affected, 0);
 }
 
-enum qc_err db_exec_batch(struct db *db, const char *head, const char *row, const char *sep,
-			  unsigned nrows, const char *tail, const struct db_val *p, unsigned np)
+enum qc_err db_exec_bulk(struct db *db, const char *sql, unsigned ncols, unsigned nrows,
+			 const struct db_val *p)
 {
-	size_t len = strlen(head) + nrows * (strlen(row) + strlen(sep)) + strlen(tail) + 1;
-	char *sql = malloc(len), *w;
-	enum qc_err rc;
-
-	if (!sql)
-		return QC_ENOMEM;
-	w = sql + sprintf(sql, "%s", head);
-	for (unsigned i = 0; i < nrows; i++)
-		w += sprintf(w, "%s%s", i ? sep : "", row);
-	sprintf(w, "%s", tail);
-	rc = run(db, sql, p, np, NULL, NULL, 1);
-	free(sql);
-	return rc;
+	if (!nrows)
+		return QC_OK;
+	return run(db, sql, p, ncols * nrows, NULL, NULL, nrows);
 }
 
 enum qc_err db_exec_script(struct db *db, const char *sql)

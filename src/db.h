@@ -114,12 +114,16 @@ enum qc_err db_exec(struct db *db, const char *sql, const struct db_val *p,
 		    unsigned np, unsigned long long *affected);
 
 /*
- * Run head + nrows copies of row joined by sep + tail as one statement (a
- * batch of placeholder rows), prepared, run and closed, never cached.  The
- * four parts are fixed SQL text, never input; the values go in p[0..np).
+ * Run sql, a statement written for one row of ncols values, for nrows rows
+ * at once (Connector/C's array binding: one execution, no SQL text built,
+ * prepared once per connection).  The rows land together or not at all: an
+ * INSERT's rows are one statement; any other statement runs once per row
+ * inside a transaction of its own, so the connection must not be in one.
+ * p holds the rows one after another; a column's non-NULL values are of one
+ * type.
  */
-enum qc_err db_exec_batch(struct db *db, const char *head, const char *row, const char *sep,
-			  unsigned nrows, const char *tail, const struct db_val *p, unsigned np);
+enum qc_err db_exec_bulk(struct db *db, const char *sql, unsigned ncols, unsigned nrows,
+			 const struct db_val *p);
 
 /* Run trusted SQL text (several statements allowed; no values).  Migrations. */
 enum qc_err db_exec_script(struct db *db, const char *sql);

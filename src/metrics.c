@@ -163,9 +163,9 @@ static enum qc_err write_pending(struct db *db, void *recs, unsigned n)
 		p[4 * i + 2] = DB_INT(pend[i].bucket);
 		p[4 * i + 3] = DB_INT(pend[i].value);
 	}
-	rc = db_exec_batch(db, "INSERT INTO metrics_counters (name, labels, bucket, value) VALUES ",
-			   "(?, ?, ?, ?)", ", ", n,
-			   " ON DUPLICATE KEY UPDATE value = value + VALUES(value)", p, n * 4);
+	rc = db_exec_bulk(db, "INSERT INTO metrics_counters (name, labels, bucket, value)"
+			  " VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE value = value + VALUES(value)",
+			  4, n, p);
 	free(p);
 	return rc;
 }
@@ -191,10 +191,10 @@ enum qc_err metrics_gauges_write(struct db *db, const char *worker, const struct
 		p[4 * i + 2] = DB_INT(g[i].value);
 		p[4 * i + 3] = DB_INT(now);
 	}
-	rc = db_exec_batch(db, "INSERT INTO metrics_gauges (worker, name, value, updated_at) VALUES ",
-			   "(?, ?, ?, ?)", ", ", n,
-			   " ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = VALUES(updated_at)",
-			   p, n * 4);
+	rc = db_exec_bulk(db, "INSERT INTO metrics_gauges (worker, name, value, updated_at)"
+			  " VALUES (?, ?, ?, ?)"
+			  " ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = VALUES(updated_at)",
+			  4, n, p);
 	free(p);
 	return rc;
 }

@@ -75,11 +75,10 @@ static enum qc_err write_events(struct db *db, void *recs, unsigned n)
 		v[16] = e->experiment_id ? DB_INT(e->experiment_id) : DB_NULLV;
 		v[17] = e->arm ? DB_STR(e->arm) : DB_NULLV;
 	}
-	rc = db_exec_batch(db, "INSERT INTO usage_events (user_id, plan, task, model, prompt_tokens,"
-			   " completion_tokens, cost_micro, saved_tokens, saved_micro, cached, outcome,"
-			   " latency_ms, created_at, api, streamed, cache_type, experiment_id, arm) VALUES ",
-			   "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			   ", ", n, "", p, n * NCOL);
+	rc = db_exec_bulk(db, "INSERT INTO usage_events (user_id, plan, task, model, prompt_tokens,"
+			  " completion_tokens, cost_micro, saved_tokens, saved_micro, cached, outcome,"
+			  " latency_ms, created_at, api, streamed, cache_type, experiment_id, arm)"
+			  " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", NCOL, n, p);
 	free(p);
 	return rc;
 }

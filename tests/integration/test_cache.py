@@ -146,6 +146,17 @@ check(ga["plans"]["pro_annual"]["entries"] >= 1 and ga["plans"]["pro_annual"]["b
 check(ga["scope"] == "global" and ga["tiers"]["content"]["hits"] >= 100 and "pro_annual" in ga["plans"]
       and any(k["key"] == "hot" and k["hits"] == 100 for k in ga["top_keys"]),
       "admin stats: global, per plan, top keys", {k: ga.get(k) for k in ("plans", "top_keys")})
+# several entries hit in one flush window: each worker writes one row per entry
+# in one flush (an array-bound UPDATE in a transaction); every count is exact
+for k in range(6):
+    put(path("content", f"warm-{k}"), {"value": f"entry {k}"}, key=c_key)
+res = parallel(60, lambda i: get(path("content", f"warm-{i % 6}"), key=c_key))
+check(all(getattr(r, "status", 0) == 200 for r in res), "60 concurrent hits over 6 entries all served")
+time.sleep(1.6)
+acs = dict(sql(f"SELECT cache_key, access_count FROM ai_cache WHERE user_id = {c_id}"
+               " AND cache_key LIKE 'warm-%'"))
+check(sorted(acs) == [f"warm-{k}" for k in range(6)] and all(int(v) == 10 for v in acs.values()),
+      "6 entries hit 10 times each: every access_count is exactly 10", acs)
 
 # --- hash ----------------------------------------------------------------------------------
 h1 = post("/api/v1/cache/hash", {"url": "https://Jobs.Example.com/posting/42#apply"}, key=a_key)
