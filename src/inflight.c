@@ -262,13 +262,57 @@ void inflight_parked_reset(void)
 
 /* --- completion threads ------------------------------------------------ */
 
+/* Most answers a completion thread takes from its queue to finish together
+ * (billed in one transaction when the database takes them: orchestrator.h). */
+#define FINISH_BATCH 16
+
+/* Finish the n answered calls in cs: bill them (together when they can),
+ * answer each, wake each flight's waiters in this process. */
+static void finish_answers(struct inflight *f, struct conn **cs, unsigned n, struct db *db)
+{
+	struct orch_done items[FINISH_BATCH];
+	struct upstream_result urs[FINISH_BATCH];
+	enum orch_step steps[FINISH_BATCH];
+	int led[FINISH_BATCH];
+
+	for (unsigned i = 0; i < n; i++) {
+		struct conn *c = cs[i];
+		double secs = 0;
+		enum qc_err rc = up_call_result(c->up, &urs[i], &secs);
+
+		led[i] = c->o->caches;
+		up_call_free(c->up);
+		c->up = NULL;
+		atomic_fetch_sub(&f->calls, 1);
+		if (c->o->in.test_stall >= ORCH_STALL_BEFORE_BILLING)
+			orch_test_sleep(c->o->in.test_stall_ms);
+		items[i] = (struct orch_done){ c->o, rc, &urs[i], secs, c->req.id };
+	}
+	if (n == 1) {
+		log_set_request_id(cs[0]->req.id);
+		steps[0] = orch_finish(items[0].o, db, items[0].uprc, items[0].ur, items[0].secs);
+	} else {
+		orch_finish_batch(items, n, db, steps);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct conn *c = cs[i];
+
+		log_set_request_id(c->req.id);
+		upstream_result_release(&urs[i]);
+		if (led[i])
+			wake(f, c->o->fkey);
+		next_step(f, c, steps[i], db);   /* c may be finished and freed */
+	}
+}
+
 static void *completion_main(void *arg)
 {
 	struct inflight *f = arg;
 
 	for (;;) {
-		struct conn *c;
+		struct conn *c, *cs[FINISH_BATCH];
 		enum orch_step step = ORCH_DONE;
+		unsigned n = 0;
 		struct db *db;
 
 		pthread_mutex_lock(&f->mu);
@@ -278,29 +322,24 @@ static void *completion_main(void *arg)
 			pthread_mutex_unlock(&f->mu);
 			break;
 		}
-		if (!(f->jobs_head = c->next))
-			f->jobs_tail = NULL;
+		/* the job at the head, and the answers right behind an answer */
+		do {
+			if (!(f->jobs_head = c->next))
+				f->jobs_tail = NULL;
+			c->next = NULL;
+			cs[n++] = c;
+		} while (c->kind == K_DONE && n < FINISH_BATCH && (c = f->jobs_head) && c->kind == K_DONE);
 		pthread_mutex_unlock(&f->mu);
-		c->next = NULL;
-		log_set_request_id(c->req.id);
+		c = cs[0];
 		db = dbpool_get(f->pool);
-		switch (c->kind) {
-		case K_DONE: {
-			struct upstream_result ur;
-			double secs = 0;
-			enum qc_err rc = up_call_result(c->up, &ur, &secs);
-			int led = c->o->caches;
-			up_call_free(c->up);
-			c->up = NULL;
-			atomic_fetch_sub(&f->calls, 1);
-			if (c->o->in.test_stall >= ORCH_STALL_BEFORE_BILLING)
-				orch_test_sleep(c->o->in.test_stall_ms);
-			step = orch_finish(c->o, db, rc, &ur, secs);
-			upstream_result_release(&ur);
-			if (led)
-				wake(f, c->o->fkey);
-			break;
+		if (c->kind == K_DONE) {
+			finish_answers(f, cs, n, db);
+			dbpool_put(f->pool, db);
+			log_set_request_id(NULL);
+			continue;
 		}
+		log_set_request_id(c->req.id);
+		switch (c->kind) {
 		case K_CHECK:
 			atomic_fetch_sub(&f->waiters, 1);
 			step = orch_recheck(c->o, db);

@@ -267,6 +267,9 @@ static const struct family families[] = {
 	  "Warming calls by kind (refresh, next) and outcome (ok, present, budget, failed, busy, unlikely, dropped).", 0 },
 	{ "qc_cache_store_decisions_total", "counter",
 	  "Answers of cost-aware plans, by decision (stored, learning, exploring, skipped).", 0 },
+	{ "qc_billed_together_total", "counter",
+	  "Answers offered to a shared billing transaction, by outcome (together: billed in it;"
+	  " declined: the database left them to be billed one by one).", 0 },
 };
 
 static int is_money(const char *name) { return strstr(name, "_usd_") != NULL; }

@@ -436,6 +436,20 @@ static void add_regen(struct orch *o, struct db *db, json_object *meta)
 					       o->in.warm_kind == ORCH_WARM_REFRESH ? "refresh" : "next"));
 }
 
+/* The metadata stored with an answer. */
+static json_object *store_meta(struct orch *o, struct db *db)
+{
+	json_object *meta = json_object_new_object();
+
+	json_object_object_add(meta, "task", json_object_new_string(o->in.task));
+	json_object_object_add(meta, "model", json_object_new_string(o->r.model));
+	json_object_object_add(meta, "prompt_tokens", json_object_new_int64(o->r.prompt_tokens));
+	json_object_object_add(meta, "completion_tokens", json_object_new_int64(o->r.completion_tokens));
+	json_object_object_add(meta, "finish_reason", json_object_new_string(o->r.finish_reason));
+	add_regen(o, db, meta);
+	return meta;
+}
+
 /* The end of a warming call (sql/015_warming.sql): settle the warming user's
  * reservation, store the answer for the user it is for, record the spend. */
 static enum qc_err finish_warming(struct orch *o, struct db *db, const struct upstream_result *ur,
@@ -484,13 +498,7 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 	enum qc_err rc;
 
 	if (store) {
-		meta = json_object_new_object();
-		json_object_object_add(meta, "task", json_object_new_string(o->in.task));
-		json_object_object_add(meta, "model", json_object_new_string(o->r.model));
-		json_object_object_add(meta, "prompt_tokens", json_object_new_int64(o->r.prompt_tokens));
-		json_object_object_add(meta, "completion_tokens", json_object_new_int64(o->r.completion_tokens));
-		json_object_object_add(meta, "finish_reason", json_object_new_string(o->r.finish_reason));
-		add_regen(o, db, meta);
+		meta = store_meta(o, db);
 		ms = json_object_to_json_string_length(meta, JSON_C_TO_STRING_PLAIN, &mlen);
 	}
 	if (o->in.warm_for) {
@@ -632,12 +640,13 @@ static void price(struct orch *o, const struct upstream_result *ur)
 					      o->r.completion_tokens);
 }
 
-enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
-			   struct upstream_result *ur, double up_secs)
+/* The first part of orch_finish: 1 when the answer came back well and is
+ * to be billed (*store: whether it is stored too), else 0 with *step set. */
+static int finish_start(struct orch *o, struct db *db, enum qc_err uprc,
+			struct upstream_result *ur, double up_secs, int *store, enum orch_step *step)
 {
 	const char *fr = ur->finish_reason;
 	enum qc_err rc;
-	int store;
 
 	o->r.upstream_calls = ur->attempts;
 	if (ur->model[0])
@@ -653,12 +662,14 @@ enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
 		if ((rc = finish_tx(o, db, ur, !ur->has_usage, 0, "partial")) != QC_OK)
 			log_error("orch", "billing a broken stream failed (%s); its reservation expires",
 				  qc_strerror(rc));
-		return done(o, db, uprc, NULL);
+		*step = done(o, db, uprc, NULL);
+		return 0;
 	}
 	if (uprc != QC_OK) {
 		metrics_upstream(uprc == QC_ETIMEOUT ? "timeout" : "upstream_error", ur->attempts, up_secs, 0, 0, 0);
 		snprintf(o->r.error, sizeof o->r.error, "%s", ur->error);
-		return done(o, db, uprc, uprc == QC_ETIMEOUT ? "timeout" : "upstream_error");
+		*step = done(o, db, uprc, uprc == QC_ETIMEOUT ? "timeout" : "upstream_error");
+		return 0;
 	}
 	price(o, ur);
 	metrics_upstream("ok", ur->attempts, up_secs, o->r.prompt_tokens, o->r.completion_tokens,
@@ -666,11 +677,42 @@ enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
 
 	/* stored only when it ended normally (never a cut or a tool call), and
 	 * on a cost-aware plan only when it is worth its bytes */
-	store = o->caches && !ur->tool_calls &&
+	*store = o->caches && !ur->tool_calls &&
 		(strcmp(o->r.finish_reason, "stop") == 0 || strcmp(o->r.finish_reason, "length") == 0) &&
 		worth_storing(o, db, ur);
-	/* store, bill, ledger row and flight row: one transaction */
-	rc = finish_first(o, db, ur, store);
+	return 1;
+}
+
+/* The answer is billed (and stored): it is served. */
+static enum orch_step served(struct orch *o, struct db *db, struct upstream_result *ur)
+{
+	o->rid[0] = 0;
+	o->r.content = ur->content;
+	o->r.content_len = ur->content_len;
+	ur->content = NULL;
+	o->r.message = ur->message;
+	ur->message = NULL;
+	if (o->leading)
+		flight_drop(db, o->fkey, o->owner);
+	o->leading = 0;
+	o->rc = QC_OK;
+	return ORCH_DONE;
+}
+
+/* The answer could not be billed: it is not served. */
+static enum orch_step not_billed(struct orch *o, struct db *db, enum qc_err rc)
+{
+	log_error("orch", "billing the answer failed (%s); it is not served and not stored",
+		  qc_strerror(rc));
+	snprintf(o->r.error, sizeof o->r.error, "the answer could not be billed; retry");
+	return done(o, db, rc == QC_EDBDOWN ? QC_EDBDOWN : QC_EDB, NULL);
+}
+
+/* Bill one answer: store, bill, ledger row and flight row in one transaction. */
+static enum orch_step finish_bill(struct orch *o, struct db *db, struct upstream_result *ur, int store)
+{
+	enum qc_err rc = finish_first(o, db, ur, store);
+
 	if (rc == QC_EDBDOWN && o->rid[0]) {
 		/* the connection was lost at the commit: it may have landed
 		 * (on a cluster, through the node that died).  Ask again on a
@@ -684,23 +726,212 @@ enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
 			rc = finish_tx(o, db, ur, !ur->has_usage, store, "ok");
 		}
 	}
-	if (rc != QC_OK) {
-		log_error("orch", "billing the answer failed (%s); it is not served and not stored",
-			  qc_strerror(rc));
-		snprintf(o->r.error, sizeof o->r.error, "the answer could not be billed; retry");
-		return done(o, db, rc == QC_EDBDOWN ? QC_EDBDOWN : QC_EDB, NULL);
+	if (rc != QC_OK)
+		return not_billed(o, db, rc);
+	return served(o, db, ur);
+}
+
+enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
+			   struct upstream_result *ur, double up_secs)
+{
+	enum orch_step step;
+	int store;
+
+	if (!finish_start(o, db, uprc, ur, up_secs, &store, &step))
+		return step;
+	return finish_bill(o, db, ur, store);
+}
+
+/* --- billing answers together (sql/019_batch_billing.sql) ----------------- */
+
+#define BATCH_MAX_BYTES (256 * 1024)   /* an answer larger than this is billed alone */
+
+/* 1 when o's answer may be billed with others: a user's generation holding
+ * its reservation, no warming call, no test fault point, not too large. */
+static int batchable(const struct orch *o, const struct upstream_result *ur)
+{
+	return o->rid[0] && o->user.id > 0 && !o->in.warm_for &&
+	       o->in.test_stall == ORCH_STALL_NONE && o->klen <= 255 &&
+	       ur->content_len <= BATCH_MAX_BYTES;
+}
+
+static void add_hex(json_object *obj, const char *name, const char *s, size_t n)
+{
+	char *h = malloc(2 * n + 1);
+
+	if (!h) {
+		json_object_object_add(obj, name, NULL);   /* the batch then fails: one by one */
+		return;
 	}
-	o->rid[0] = 0;
-	o->r.content = ur->content;
-	o->r.content_len = ur->content_len;
-	ur->content = NULL;
-	o->r.message = ur->message;
-	ur->message = NULL;
-	if (o->leading)
-		flight_drop(db, o->fkey, o->owner);
-	o->leading = 0;
-	o->rc = QC_OK;
-	return ORCH_DONE;
+	qc_hex((const unsigned char *)(s ? s : ""), s ? n : 0, h);
+	json_object_object_add(obj, name, json_object_new_string_len(h, (int)(2 * (s ? n : 0))));
+	free(h);
+}
+
+static void add_str_or_null(json_object *obj, const char *name, const char *s)
+{
+	json_object_object_add(obj, name, s ? json_object_new_string(s) : NULL);
+}
+
+/* The batch document: one object per answer, as sql/019 reads it. */
+static json_object *batch_doc(struct orch_done *it, const unsigned *idx, unsigned n,
+			      const int *store, struct db *db)
+{
+	json_object *doc = json_object_new_array();
+
+	for (unsigned k = 0; k < n; k++) {
+		struct orch *o = it[idx[k]].o;
+		const struct upstream_result *ur = it[idx[k]].ur;
+		int st = store[idx[k]];
+		const char *arm = exp_arm_name((enum exp_arm)o->exp_arm);
+		char plan[33], task[65], model[65];
+		json_object *a = json_object_new_object();
+
+		qc_copy_utf8(plan, sizeof plan, o->user.plan);
+		qc_copy_utf8(task, sizeof task, o->in.task);
+		qc_copy_utf8(model, sizeof model, o->r.model);
+		o->r.latency_ms = orch_mono_ms() - o->t0_ms;
+		json_object_object_add(a, "id", json_object_new_string(o->rid));
+		json_object_object_add(a, "u", json_object_new_int64(o->user.id));
+		json_object_object_add(a, "pt", json_object_new_int64(o->r.prompt_tokens));
+		json_object_object_add(a, "ct", json_object_new_int64(o->r.completion_tokens));
+		json_object_object_add(a, "cost", json_object_new_int64(o->r.cost_micro));
+		json_object_object_add(a, "st", json_object_new_int(st ? 1 : 0));
+		json_object_object_add(a, "tier", json_object_new_string(cache_tier_name(o->in.tier)));
+		if (st) {
+			json_object *meta = store_meta(o, db);
+			size_t mlen;
+			const char *ms = json_object_to_json_string_length(meta, JSON_C_TO_STRING_PLAIN, &mlen);
+			add_hex(a, "k", o->key, o->klen);
+			add_hex(a, "v", ur->content, ur->content_len);
+			json_object_object_add(a, "m", json_object_new_string_len(ms, (int)mlen));
+			json_object_put(meta);
+		}
+		json_object_object_add(a, "plan", json_object_new_string(plan));
+		json_object_object_add(a, "task", json_object_new_string(task));
+		json_object_object_add(a, "model", json_object_new_string(model));
+		json_object_object_add(a, "lat", json_object_new_int64(o->r.latency_ms));
+		json_object_object_add(a, "est", json_object_new_int(!ur->has_usage));
+		add_str_or_null(a, "fk", o->leading ? o->fkey : NULL);
+		add_str_or_null(a, "ow", o->leading ? o->owner : NULL);
+		json_object_object_add(a, "api", json_object_new_string(
+					       o->in.api == ORCH_API_OPENAI ? "openai" : "generate"));
+		json_object_object_add(a, "str", json_object_new_int(o->in.stream ? 1 : 0));
+		json_object_object_add(a, "exp", o->exp_id ? json_object_new_int64(o->exp_id) : NULL);
+		add_str_or_null(a, "arm", arm);
+		json_object_object_add(a, "reg", json_object_new_string(cache_region(o->user.id)));
+		json_object_array_add(doc, a);
+	}
+	return doc;
+}
+
+struct by_user_key { long long user; unsigned i; };
+
+static int by_user(const void *a, const void *b)
+{
+	const struct by_user_key *x = a, *y = b;
+
+	if (x->user != y->user)
+		return x->user < y->user ? -1 : 1;
+	return (x->i > y->i) - (x->i < y->i);
+}
+
+/* Bill the n answers it[idx[..]] in one transaction: 1 billed, 0 not (the
+ * database declined the batch, or it failed before anything landed: bill
+ * them one by one), -1 unknown (the connection was lost at the commit and
+ * the question could not be asked again). */
+static int bill_batch(struct orch_done *it, unsigned *idx, unsigned n, const int *store, struct db *db)
+{
+	static const char sql[] = "CALL qc_finish_batch(?, ?, ?)";
+	struct by_user_key *keys = malloc(sizeof *keys * n);
+	struct orch *first;
+	json_object *doc;
+	const char *text;
+	size_t len;
+	struct db_rows *r = NULL;
+	enum qc_err rc;
+	int billed;
+
+	if (!keys)
+		return 0;
+	/* users' rows are taken in one order by every batch */
+	for (unsigned k = 0; k < n; k++)
+		keys[k] = (struct by_user_key){ it[idx[k]].o->user.id, idx[k] };
+	qsort(keys, n, sizeof *keys, by_user);
+	for (unsigned k = 0; k < n; k++)
+		idx[k] = keys[k].i;
+	free(keys);
+	first = it[idx[0]].o;
+	if (!(doc = batch_doc(it, idx, n, store, db)))
+		return 0;
+	text = json_object_to_json_string_length(doc, JSON_C_TO_STRING_PLAIN, &len);
+	{
+		struct db_val p[3] = { DB_BLOB(text, len), DB_INT(first->now),
+				       DB_INT(first->cfg->cache_user_max_bytes) };
+		rc = db_query(db, sql, p, 3, &r);
+	}
+	json_object_put(doc);
+	if (rc == QC_OK) {
+		billed = r->nrows == 1 && db_cell(r, 0, 0) && strcmp(db_cell(r, 0, 0), "ok") == 0;
+		db_rows_free(r);
+		metrics_count("qc_billed_together_total", billed ? "outcome=\"together\"" : "outcome=\"declined\"", n);
+		return billed;
+	}
+	if (rc != QC_EDBDOWN)
+		return 0;
+	/* lost at the commit: the batch is one transaction, so its first
+	 * reservation tells for all of them */
+	switch (finish_landed(first, db)) {
+	case 1:
+		log_warn("orch", "a batch of %u answers was billed although its connection was lost", n);
+		metrics_count("qc_billed_together_total", "outcome=\"together\"", n);
+		return 1;
+	case 0:
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+void orch_finish_batch(struct orch_done *it, unsigned n, struct db *db, enum orch_step *steps)
+{
+	unsigned *idx = malloc(sizeof *idx * (n ? n : 1)), nb = 0;
+	int *store = calloc(n ? n : 1, sizeof *store), billed = 0;
+
+	if (!idx || !store) {
+		free(idx);
+		free(store);
+		for (unsigned i = 0; i < n; i++) {
+			log_set_request_id(it[i].req_id);
+			steps[i] = orch_finish(it[i].o, db, it[i].uprc, it[i].ur, it[i].secs);
+		}
+		return;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		log_set_request_id(it[i].req_id);
+		if (finish_start(it[i].o, db, it[i].uprc, it[i].ur, it[i].secs, &store[i], &steps[i])) {
+			if (batchable(it[i].o, it[i].ur))
+				idx[nb++] = i;
+			else
+				steps[i] = finish_bill(it[i].o, db, it[i].ur, store[i]);
+		}
+	}
+	if (nb >= 2)
+		billed = bill_batch(it, idx, nb, store, db);
+	for (unsigned k = 0; k < nb; k++) {
+		struct orch_done *d = &it[idx[k]];
+		log_set_request_id(d->req_id);
+		if (billed == 1) {
+			d->o->leading = 0;   /* the batch ended its flight */
+			steps[idx[k]] = served(d->o, db, d->ur);
+		} else if (billed == 0) {
+			steps[idx[k]] = finish_bill(d->o, db, d->ur, store[idx[k]]);
+		} else {
+			steps[idx[k]] = not_billed(d->o, db, QC_EDBDOWN);
+		}
+	}
+	free(idx);
+	free(store);
 }
 
 void orch_abort(struct orch *o, struct db *db, enum qc_err why, const char *msg)

@@ -145,6 +145,22 @@ enum orch_step orch_recheck(struct orch *o, struct db *db);
  * up_secs the call's duration. */
 enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
 			   struct upstream_result *ur, double up_secs);
+/*
+ * Several answers at once (a completion thread that found more than one in
+ * its queue): each finishes as orch_finish would, except that those that
+ * came back well are billed in one transaction (sql/019_batch_billing.sql)
+ * when the database takes them together; any it declines, and any that
+ * cannot go together (a warming call, a test fault point, a large answer),
+ * are billed one by one.  steps[i] gets item i's next step.
+ */
+struct orch_done {
+	struct orch *o;
+	enum qc_err uprc;
+	struct upstream_result *ur;
+	double secs;
+	const char *req_id;              /* for the log lines of this item */
+};
+void orch_finish_batch(struct orch_done *items, unsigned n, struct db *db, enum orch_step *steps);
 /* Give back what o holds (reservation, flight row); o->rc = why. */
 void orch_abort(struct orch *o, struct db *db, enum qc_err why, const char *msg);
 /* Free what o owns (not o itself). */
