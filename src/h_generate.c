@@ -98,7 +98,9 @@ void h_models(struct app *app, struct http_req *req)
  * X-QC-Test-Stall: before_upstream:MS | before_billing:MS holds this miss MS
  * milliseconds at that point, so that a fault test can kill -9 the worker
  * there; billing_lost_before:MS | billing_lost_after:MS also lose the
- * database connection around the billing transaction (orchestrator.h).
+ * database connection around the billing transaction, and
+ * batch_lost_before:MS | batch_lost_after:MS around a shared one
+ * (orchestrator.h).
  * -1 when the answer was sent (a bad value). */
 static int test_stall(struct app *app, struct http_req *req, struct gen_request *in)
 {
@@ -108,6 +110,8 @@ static int test_stall(struct app *app, struct http_req *req, struct gen_request 
 		{ "before_billing:", ORCH_STALL_BEFORE_BILLING },
 		{ "billing_lost_before:", ORCH_STALL_BILLING_LOST_BEFORE },
 		{ "billing_lost_after:", ORCH_STALL_BILLING_LOST_AFTER },
+		{ "batch_lost_before:", ORCH_STALL_BATCH_LOST_BEFORE },
+		{ "batch_lost_after:", ORCH_STALL_BATCH_LOST_AFTER },
 	};
 	const char *v = app->cfg.allow_test_clock ? http_getenv(req, "HTTP_X_QC_TEST_STALL") : NULL;
 	size_t i;
@@ -129,7 +133,8 @@ static int test_stall(struct app *app, struct http_req *req, struct gen_request 
 		return 0;
 	}
 	api_error(req, QC_EINPUT, "X-QC-Test-Stall takes before_upstream:MS, before_billing:MS, "
-		  "billing_lost_before:MS or billing_lost_after:MS (MS <= 60000)");
+		  "billing_lost_before:MS, billing_lost_after:MS, batch_lost_before:MS or "
+		  "batch_lost_after:MS (MS <= 60000)");
 	return -1;
 #else
 	(void)app;

@@ -269,7 +269,8 @@ static const struct family families[] = {
 	  "Answers of cost-aware plans, by decision (stored, learning, exploring, skipped).", 0 },
 	{ "qc_billed_together_total", "counter",
 	  "Answers offered to a shared billing transaction, by outcome (together: billed in it;"
-	  " declined: the database left them to be billed one by one).", 0 },
+	  " declined: the database left them to be billed one by one; lost: its connection was"
+	  " lost before it landed, and they were billed one by one).", 0 },
 };
 
 static int is_money(const char *name) { return strstr(name, "_usd_") != NULL; }

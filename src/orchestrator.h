@@ -42,9 +42,13 @@ struct gen_request {
 	 * the miss so that a fault test can kill the worker there; the two
 	 * BILLING_LOST points also drop the database connection once, before
 	 * the billing transaction is sent or after it committed (its answer
-	 * lost), as a database node dying there does */
+	 * lost), as a database node dying there does; the two BATCH_LOST
+	 * points do that to the shared billing transaction of a batch this
+	 * answer is in (orch_finish_batch), and to nothing when it is billed
+	 * alone */
 	enum { ORCH_STALL_NONE, ORCH_STALL_BEFORE_UPSTREAM, ORCH_STALL_BEFORE_BILLING,
-	       ORCH_STALL_BILLING_LOST_BEFORE, ORCH_STALL_BILLING_LOST_AFTER } test_stall;
+	       ORCH_STALL_BILLING_LOST_BEFORE, ORCH_STALL_BILLING_LOST_AFTER,
+	       ORCH_STALL_BATCH_LOST_BEFORE, ORCH_STALL_BATCH_LOST_AFTER } test_stall;
 	long long test_stall_ms;
 	/* the OpenAI endpoint (h_openai.c) sets these; /api/v1/generate leaves
 	 * messages and extra NULL */

@@ -8,6 +8,7 @@ the test build (X-QC-Test-Stall, X-QC-Test-Now).  Stops MariaDB: runs after
 the API suites."""
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -154,6 +155,55 @@ for point in ("billing_lost_after", "billing_lost_before"):
     check(r2.status == 200 and r2.json.get("cached") is True and ledger(uid)[0] == 1,
           f"connection lost {point.rsplit('_', 1)[1]} the billing commit: the same request again is a hit",
           (r2, ledger(uid)))
+
+# The same for answers billed together (sql/019): the shared transaction's
+# connection is lost before it is sent (nothing landed: each answer is billed
+# on its own) or after it committed (it landed: all are served).
+f_admin_id, f_admin_key, _ = new_user("enterprise", admin=True, prefix="fadmin")
+
+
+def together_count(outcome):
+    """qc_billed_together_total{outcome}; for "together" after a lost commit,
+    the batches the workers logged as landed although their connection was lost"""
+    time.sleep(1.6)
+    if outcome == "landed":
+        try:
+            with open(os.path.join(VAR, "lighttpd", "worker.log"), errors="replace") as f:
+                return float(sum(int(m.group(1)) for m in re.finditer(
+                    r"a batch of (\d+) answers was billed although its connection was lost", f.read())))
+        except OSError:
+            return 0.0
+    for line in get("/metrics", key=f_admin_key).body.decode().splitlines():
+        if line.startswith(f'qc_billed_together_total{{outcome="{outcome}"}}'):
+            return float(line.split(" ")[-1])
+    return 0.0
+
+
+for point, outcome in (("batch_lost_after", "landed"), ("batch_lost_before", "lost")):
+    workers_up()
+    uid, key, _ = new_user("pro_annual", prefix=point.replace("_", "-"))
+    r0 = post("/api/v1/generate", {"task": point, "prompt": f"{point} first {RUN}"}, key=key, timeout=30)
+    check(r0.status == 200, f"{point}: a first answer (the user's cache usage row)", r0)
+    seen, answers, bad = 0.0, 1, []
+    for rnd in range(6):   # until answers met in a completion queue (bounded)
+        before = together_count(outcome)
+        res = parallel(16, lambda i: post(
+            "/api/v1/generate", {"task": point, "prompt": f"[[latency:400]] {point} {RUN} {rnd} {i}"},
+            key=key, timeout=30, headers={"X-QC-Test-Stall": f"{point}:0"}))
+        answers += 16
+        bad += [x for x in res if isinstance(x, Exception) or x.status != 200]
+        seen = together_count(outcome) - before
+        if seen >= 2:
+            break
+    check(seen >= 2 and not bad, f"connection lost {point.rsplit('_', 1)[1]} a shared billing commit: "
+          f"every answer is served 200 ({seen:.0f} answers of batches that were {outcome})",
+          (seen, bad[:2]))
+    ok, billed, used, reserved = ledger(uid)
+    active = int(sql(f"SELECT COUNT(*) FROM quota_reservations WHERE user_id = {uid} AND state = 'active'")[0][0])
+    check(ok == answers and billed == used and reserved == 0 and active == 0 and gen_entries(uid) == answers,
+          f"connection lost {point.rsplit('_', 1)[1]} a shared billing commit: each answer billed exactly "
+          "once and cached once, the counters equal the ledger, nothing stays reserved",
+          (answers, ok, billed, used, reserved, active, gen_entries(uid)))
 
 # --- MariaDB stopped and restarted during a burst of misses -----------------------
 workers_up()
