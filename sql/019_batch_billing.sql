@@ -39,10 +39,20 @@
 DROP PROCEDURE IF EXISTS qc_finish_batch;
 CREATE PROCEDURE qc_finish_batch(IN p_doc LONGTEXT, IN p_now BIGINT, IN p_cap BIGINT)
 BEGIN
-  DECLARE v_n, v_bad, v_users, v_dup INT DEFAULT 0;
+  DECLARE v_n, v_bad, v_users, v_dup, v_ok INT DEFAULT 0;
   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
   SET v_n = JSON_LENGTH(p_doc);
   batch: BEGIN
+    -- a plain read first, nothing written yet: the answers to store have
+    -- their plan's TTL for the tier, and no adaptive TTL
+    SELECT COUNT(*) INTO v_bad
+      FROM JSON_TABLE(p_doc, '$[*]' COLUMNS (u BIGINT UNSIGNED PATH '$.u', st INT PATH '$.st',
+                                             tier VARCHAR(16) PATH '$.tier')) j
+      STRAIGHT_JOIN users u FORCE INDEX (PRIMARY) ON u.id = j.u
+      STRAIGHT_JOIN plans p FORCE INDEX (PRIMARY) ON p.name = u.plan
+     WHERE j.st = 1 AND (j.u = 0 OR p.ttl_adaptive = 1
+            OR IF(j.tier = 'content', p.content_ttl_seconds, p.session_ttl_seconds) IS NULL);
+    IF v_bad > 0 THEN LEAVE batch; END IF;
     START TRANSACTION;
     -- every reservation moves now, as qc_settle_mark's 'ok'
     UPDATE JSON_TABLE(p_doc, '$[*]' COLUMNS (id CHAR(32) CHARACTER SET ascii PATH '$.id',
@@ -56,15 +66,6 @@ BEGIN
     DELETE f FROM JSON_TABLE(p_doc, '$[*]' COLUMNS (fk CHAR(64) CHARACTER SET ascii PATH '$.fk',
                                                     ow CHAR(32) CHARACTER SET ascii PATH '$.ow')) j
       STRAIGHT_JOIN generate_flights f FORCE INDEX (PRIMARY) ON f.flight_key = j.fk AND f.owner = j.ow;
-    -- the answers to store: the plan's TTL for the tier, no adaptive TTL
-    SELECT COUNT(*) INTO v_bad
-      FROM JSON_TABLE(p_doc, '$[*]' COLUMNS (u BIGINT UNSIGNED PATH '$.u', st INT PATH '$.st',
-                                             tier VARCHAR(16) PATH '$.tier')) j
-      STRAIGHT_JOIN users u FORCE INDEX (PRIMARY) ON u.id = j.u
-      STRAIGHT_JOIN plans p FORCE INDEX (PRIMARY) ON p.name = u.plan
-     WHERE j.st = 1 AND (j.u = 0 OR p.ttl_adaptive = 1
-            OR IF(j.tier = 'content', p.content_ttl_seconds, p.session_ttl_seconds) IS NULL);
-    IF v_bad > 0 THEN LEAVE batch; END IF;
     BEGIN
       DECLARE CONTINUE HANDLER FOR 1062 SET v_dup = 1;
       INSERT INTO ai_cache (cache_key, cache_type, user_id, value, value_is_json, metadata,
@@ -133,10 +134,11 @@ BEGIN
         ON c.user_id = x.user_id AND c.window_kind = x.kind AND c.window_start = x.ws
        SET c.reserved = c.reserved - x.est, c.used = c.used + x.act, c.overruns = c.overruns + x.ovr;
     COMMIT;
-    SELECT 'ok';
-    SET v_n = -1;
+    SET v_ok = 1;
   END;
-  IF v_n >= 0 THEN
+  IF v_ok = 1 THEN
+    SELECT 'ok';
+  ELSE
     ROLLBACK;
     SELECT 'fallback';
   END IF;

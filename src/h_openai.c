@@ -63,7 +63,7 @@ static void count_stream(struct orch *o, const char *outcome)
 	char labels[96];
 
 	snprintf(labels, sizeof labels, "api=\"%s\",outcome=\"%s\"",
-		 o->in.api == ORCH_API_OPENAI ? "openai" : "generate", outcome);
+		 orch_api_name(o->in.api), outcome);
 	metrics_count("qc_streams_total", labels, 1);
 }
 

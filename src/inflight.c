@@ -264,7 +264,7 @@ void inflight_parked_reset(void)
 
 /* Most answers a completion thread takes from its queue to finish together
  * (billed in one transaction when the database takes them: orchestrator.h). */
-#define FINISH_BATCH 16
+#define FINISH_BATCH ORCH_BATCH_MAX
 
 /* Finish the n answered calls in cs: bill them (together when they can),
  * answer each, wake each flight's waiters in this process. */
@@ -288,12 +288,7 @@ static void finish_answers(struct inflight *f, struct conn **cs, unsigned n, str
 			orch_test_sleep(c->o->in.test_stall_ms);
 		items[i] = (struct orch_done){ c->o, rc, &urs[i], secs, c->req.id };
 	}
-	if (n == 1) {
-		log_set_request_id(cs[0]->req.id);
-		steps[0] = orch_finish(items[0].o, db, items[0].uprc, items[0].ur, items[0].secs);
-	} else {
-		orch_finish_batch(items, n, db, steps);
-	}
+	orch_finish(items, n, db, steps);
 	for (unsigned i = 0; i < n; i++) {
 		struct conn *c = cs[i];
 

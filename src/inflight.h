@@ -11,7 +11,7 @@
  *
  * A completion thread that takes an answered call also takes the answered
  * calls right behind it (up to 16) and bills them together when the
- * database takes them (orch_finish_batch, sql/019_batch_billing.sql).
+ * database takes them (orch_finish, sql/019_batch_billing.sql).
  *
  * A parked request (struct conn) costs its FCGX_Request, its body and a
  * curl easy handle: memory, never a thread or a database connection.

@@ -22,6 +22,11 @@
 #include "usage.h"
 
 
+const char *orch_api_name(int api)
+{
+	return api == ORCH_API_OPENAI ? "openai" : "generate";
+}
+
 int orch_model_ok(const char *m, size_t len)
 {
 	if (len == 0 || len > ORCH_MODEL_MAX)
@@ -113,7 +118,7 @@ static void event(const struct orch *o, const char *outcome, long long saved_tok
 	ev.created_at = o->now;
 	ev.experiment_id = o->exp_id;
 	ev.arm = exp_arm_name((enum exp_arm)o->exp_arm);
-	ev.api = in->api == ORCH_API_OPENAI ? "openai" : "generate";
+	ev.api = orch_api_name(in->api);
 	ev.streamed = in->stream;
 	ev.tier = r->cached ? cache_tier_name(in->tier) : NULL;
 	usage_note(&ev);
@@ -521,7 +526,7 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 			DB_STR(plan), DB_STR(task), DB_STR(model), DB_INT(o->r.latency_ms),
 			DB_INT(estimated), o->leading ? DB_STR(o->fkey) : DB_NULLV,
 			o->leading ? DB_STR(o->owner) : DB_NULLV,
-			DB_STR(outcome), DB_STR(o->in.api == ORCH_API_OPENAI ? "openai" : "generate"),
+			DB_STR(outcome), DB_STR(orch_api_name(o->in.api)),
 			DB_INT(o->in.stream ? 1 : 0),
 			o->exp_id ? DB_INT(o->exp_id) : DB_NULLV, arm ? DB_STR(arm) : DB_NULLV,
 			DB_STR(cache_region(o->user.id)),
@@ -640,7 +645,7 @@ static void price(struct orch *o, const struct upstream_result *ur)
 					      o->r.completion_tokens);
 }
 
-/* The first part of orch_finish: 1 when the answer came back well and is
+/* The first part of finishing an answer: 1 when the answer came back well and is
  * to be billed (*store: whether it is stored too), else 0 with *step set. */
 static int finish_start(struct orch *o, struct db *db, enum qc_err uprc,
 			struct upstream_result *ur, double up_secs, int *store, enum orch_step *step)
@@ -731,17 +736,6 @@ static enum orch_step finish_bill(struct orch *o, struct db *db, struct upstream
 	return served(o, db, ur);
 }
 
-enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
-			   struct upstream_result *ur, double up_secs)
-{
-	enum orch_step step;
-	int store;
-
-	if (!finish_start(o, db, uprc, ur, up_secs, &store, &step))
-		return step;
-	return finish_bill(o, db, ur, store);
-}
-
 /* --- billing answers together (sql/019_batch_billing.sql) ----------------- */
 
 #define BATCH_MAX_BYTES (256 * 1024)   /* an answer larger than this is billed alone */
@@ -816,7 +810,7 @@ static json_object *batch_doc(struct orch_done *it, const unsigned *idx, unsigne
 		add_str_or_null(a, "fk", o->leading ? o->fkey : NULL);
 		add_str_or_null(a, "ow", o->leading ? o->owner : NULL);
 		json_object_object_add(a, "api", json_object_new_string(
-					       o->in.api == ORCH_API_OPENAI ? "openai" : "generate"));
+					       orch_api_name(o->in.api)));
 		json_object_object_add(a, "str", json_object_new_int(o->in.stream ? 1 : 0));
 		json_object_object_add(a, "exp", o->exp_id ? json_object_new_int64(o->exp_id) : NULL);
 		add_str_or_null(a, "arm", arm);
@@ -882,7 +876,7 @@ static enum qc_err batch_first(struct orch_done *it, const unsigned *idx, unsign
 static int bill_batch(struct orch_done *it, unsigned *idx, unsigned n, const int *store, struct db *db)
 {
 	static const char sql[] = "CALL qc_finish_batch(?, ?, ?)";
-	struct by_user_key *keys = malloc(sizeof *keys * n);
+	struct by_user_key keys[ORCH_BATCH_MAX];
 	struct orch *first;
 	json_object *doc;
 	const char *text;
@@ -891,15 +885,12 @@ static int bill_batch(struct orch_done *it, unsigned *idx, unsigned n, const int
 	enum qc_err rc;
 	int billed;
 
-	if (!keys)
-		return 0;
 	/* users' rows are taken in one order by every batch */
 	for (unsigned k = 0; k < n; k++)
 		keys[k] = (struct by_user_key){ it[idx[k]].o->user.id, idx[k] };
 	qsort(keys, n, sizeof *keys, by_user);
 	for (unsigned k = 0; k < n; k++)
 		idx[k] = keys[k].i;
-	free(keys);
 	first = it[idx[0]].o;
 	if (!(doc = batch_doc(it, idx, n, store, db)))
 		return 0;
@@ -933,20 +924,11 @@ static int bill_batch(struct orch_done *it, unsigned *idx, unsigned n, const int
 	}
 }
 
-void orch_finish_batch(struct orch_done *it, unsigned n, struct db *db, enum orch_step *steps)
+void orch_finish(struct orch_done *it, unsigned n, struct db *db, enum orch_step *steps)
 {
-	unsigned *idx = malloc(sizeof *idx * (n ? n : 1)), nb = 0;
-	int *store = calloc(n ? n : 1, sizeof *store), billed = 0;
+	unsigned idx[ORCH_BATCH_MAX], nb = 0;
+	int store[ORCH_BATCH_MAX], billed = 0;
 
-	if (!idx || !store) {
-		free(idx);
-		free(store);
-		for (unsigned i = 0; i < n; i++) {
-			log_set_request_id(it[i].req_id);
-			steps[i] = orch_finish(it[i].o, db, it[i].uprc, it[i].ur, it[i].secs);
-		}
-		return;
-	}
 	for (unsigned i = 0; i < n; i++) {
 		log_set_request_id(it[i].req_id);
 		if (finish_start(it[i].o, db, it[i].uprc, it[i].ur, it[i].secs, &store[i], &steps[i])) {
@@ -970,8 +952,6 @@ void orch_finish_batch(struct orch_done *it, unsigned n, struct db *db, enum orc
 			steps[idx[k]] = not_billed(d->o, db, QC_EDBDOWN);
 		}
 	}
-	free(idx);
-	free(store);
 }
 
 void orch_abort(struct orch *o, struct db *db, enum qc_err why, const char *msg)

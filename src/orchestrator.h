@@ -44,7 +44,7 @@ struct gen_request {
 	 * the billing transaction is sent or after it committed (its answer
 	 * lost), as a database node dying there does; the two BATCH_LOST
 	 * points do that to the shared billing transaction of a batch this
-	 * answer is in (orch_finish_batch), and to nothing when it is billed
+	 * answer is in (orch_finish), and to nothing when it is billed
 	 * alone */
 	enum { ORCH_STALL_NONE, ORCH_STALL_BEFORE_UPSTREAM, ORCH_STALL_BEFORE_BILLING,
 	       ORCH_STALL_BILLING_LOST_BEFORE, ORCH_STALL_BILLING_LOST_AFTER,
@@ -67,6 +67,8 @@ struct gen_request {
 };
 
 enum { ORCH_API_GENERATE, ORCH_API_OPENAI };
+/* The ledger's name of an ORCH_API_* value: "generate" or "openai". */
+const char *orch_api_name(int api);
 
 struct gen_result {
 	char *content;                   /* owned; release with gen_result_release */
@@ -145,18 +147,18 @@ struct orch {
 enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cfg,
 			  const struct auth_user *user, time_t now, const struct gen_request *in);
 enum orch_step orch_recheck(struct orch *o, struct db *db);
-/* uprc: the upstream's outcome; ur its result (content taken over on QC_OK);
- * up_secs the call's duration. */
-enum orch_step orch_finish(struct orch *o, struct db *db, enum qc_err uprc,
-			   struct upstream_result *ur, double up_secs);
 /*
- * Several answers at once (a completion thread that found more than one in
- * its queue): each finishes as orch_finish would, except that those that
- * came back well are billed in one transaction (sql/019_batch_billing.sql)
- * when the database takes them together; any it declines, and any that
- * cannot go together (a warming call, a test fault point, a large answer),
- * are billed one by one.  steps[i] gets item i's next step.
+ * Answered (or failed) upstream calls, one or several at once (a completion
+ * thread takes the answers right behind one another in its queue, at most
+ * ORCH_BATCH_MAX): each item's uprc is the upstream's outcome, ur its result
+ * (content taken over on QC_OK), secs the call's duration; steps[i] gets
+ * item i's next step.  Answers that came back well are billed in one
+ * transaction (sql/019_batch_billing.sql) when the database takes them
+ * together; any it declines, and any that cannot go together (a warming
+ * call, a test fault point, a large answer, or one alone), are billed one
+ * by one (sql/007's qc_finish_generation).
  */
+#define ORCH_BATCH_MAX 16
 struct orch_done {
 	struct orch *o;
 	enum qc_err uprc;
@@ -164,7 +166,7 @@ struct orch_done {
 	double secs;
 	const char *req_id;              /* for the log lines of this item */
 };
-void orch_finish_batch(struct orch_done *items, unsigned n, struct db *db, enum orch_step *steps);
+void orch_finish(struct orch_done *items, unsigned n, struct db *db, enum orch_step *steps);
 /* Give back what o holds (reservation, flight row); o->rc = why. */
 void orch_abort(struct orch *o, struct db *db, enum qc_err why, const char *msg);
 /* Free what o owns (not o itself). */

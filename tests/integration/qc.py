@@ -145,6 +145,15 @@ def is_problem(r, status):
             and "title" in r.json and "type" in r.json)
 
 
+def metric(name, labels=""):
+    """One sample of /metrics, name{labels} (name alone without labels); 0.0 when absent."""
+    head = name + ("{" + labels + "}" if labels else "") + " "
+    for line in get("/metrics").body.decode().splitlines():
+        if line.startswith(head):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def parallel(n, fn, workers=None):
     """Run fn(i) for i in range(n) on n threads released together."""
     results = [None] * n

@@ -15,7 +15,7 @@ import secrets
 import time
 import urllib.parse
 
-from qc import check, done, get, is_problem, new_user, post, put, sql, sql_write
+from qc import check, done, get, is_problem, metric, new_user, post, put, sql, sql_write
 
 if os.environ.get("QC_TEST_CLOCK_BUILD") != "1":
     print("# cost-aware caching: needs the test clock build; skipped")
@@ -47,14 +47,6 @@ def wait_for(q, want, what):
         time.sleep(0.2)
     check(False, f"{what}: {want} expected in the database", got)
     return got
-
-
-def metric(name, labels):
-    body = get("/metrics").body.decode()
-    for line in body.splitlines():
-        if line.startswith(name + "{" + labels + "}"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 sql_write("INSERT IGNORE INTO plans (name, display_name, tokens_per_day, tokens_per_month, calls_per_hour,"

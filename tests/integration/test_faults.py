@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.request
 
-from qc import VAR, check, done, get, new_user, parallel, post, sql
+from qc import VAR, check, done, get, metric, new_user, parallel, post, sql
 
 MOCK = os.environ["QC_MOCK_URL"]
 SRC = os.environ["QC_SRC"]
@@ -159,9 +159,6 @@ for point in ("billing_lost_after", "billing_lost_before"):
 # The same for answers billed together (sql/019): the shared transaction's
 # connection is lost before it is sent (nothing landed: each answer is billed
 # on its own) or after it committed (it landed: all are served).
-f_admin_id, f_admin_key, _ = new_user("enterprise", admin=True, prefix="fadmin")
-
-
 def together_count(outcome):
     """qc_billed_together_total{outcome}; for "together" after a lost commit,
     the batches the workers logged as landed although their connection was lost"""
@@ -173,10 +170,7 @@ def together_count(outcome):
                     r"a batch of (\d+) answers was billed although its connection was lost", f.read())))
         except OSError:
             return 0.0
-    for line in get("/metrics", key=f_admin_key).body.decode().splitlines():
-        if line.startswith(f'qc_billed_together_total{{outcome="{outcome}"}}'):
-            return float(line.split(" ")[-1])
-    return 0.0
+    return metric("qc_billed_together_total", f'outcome="{outcome}"')
 
 
 for point, outcome in (("batch_lost_after", "landed"), ("batch_lost_before", "lost")):
