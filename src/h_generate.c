@@ -286,8 +286,6 @@ void gen_run(struct app *app, struct http_req *req, struct gen_request *in,
 	step = orch_begin(o, app->db, app->pcfg ? app->pcfg : &app->cfg, &req->user, req->now, in);
 	o->respond = respond;
 	o->on_chunk = on_chunk;
-	if (step == ORCH_CALL && in->test_stall == ORCH_STALL_BEFORE_UPSTREAM)
-		orch_test_sleep(in->test_stall_ms);
 	if (step == ORCH_DONE) {
 		respond(req, o);
 		orch_release(o);
@@ -295,8 +293,8 @@ void gen_run(struct app *app, struct http_req *req, struct gen_request *in,
 		inflight_unadmit(app->inf);
 		return;
 	}
-	/* the upstream call (or an identical one's answer) comes later: the
-	 * request stays open and no thread waits for it */
+	/* the reserve, the upstream call (or an identical one's answer) come
+	 * later, on other threads: the request stays open and no thread waits */
 	inflight_park(app->inf, (struct conn *)((char *)req - offsetof(struct conn, req)), o, step);
 }
 

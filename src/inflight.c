@@ -24,7 +24,7 @@
 #define CHECK_MS 250          /* cross-process waiters: 4 checks a second */
 #define LOCAL_CHECK_MS 2000   /* same-process waiters are woken; this is a safety net */
 
-enum kind { K_CALL, K_WAIT, K_DONE, K_CHECK, K_ABORT };
+enum kind { K_CALL, K_WAIT, K_DONE, K_CHECK, K_ABORT, K_RESERVE };
 
 struct wake { char fkey[65]; struct wake *next; };
 
@@ -222,6 +222,10 @@ static void finish(struct inflight *f, struct conn *c)
 
 static void next_step(struct inflight *f, struct conn *c, enum orch_step step, struct db *db)
 {
+	if (step == ORCH_RESERVE) {   /* a completion thread reserves (with others) */
+		to_jobs(f, c, K_RESERVE);
+		return;
+	}
 	if (step == ORCH_CALL && start_call(f, c) < 0) {
 		orch_abort(c->o, db, QC_ENOMEM, NULL);
 		step = ORCH_DONE;
@@ -265,6 +269,7 @@ void inflight_parked_reset(void)
 /* Most answers a completion thread takes from its queue to finish together
  * (billed in one transaction when the database takes them: orchestrator.h). */
 #define FINISH_BATCH ORCH_BATCH_MAX
+_Static_assert(QUOTA_BATCH_MAX <= FINISH_BATCH, "a completion thread's jobs fit its array");
 
 /* Finish the n answered calls in cs: bill them (together when they can),
  * answer each, wake each flight's waiters in this process. */
@@ -300,6 +305,56 @@ static void finish_answers(struct inflight *f, struct conn **cs, unsigned n, str
 	}
 }
 
+/* Reserve for the n misses in cs (one user's when n > 1: take_reserves),
+ * then send each on its way: to the upstream, to wait, or answered. */
+static void reserve_misses(struct inflight *f, struct conn **cs, unsigned n, struct db *db)
+{
+	struct orch *os[QUOTA_BATCH_MAX];
+	enum orch_step steps[QUOTA_BATCH_MAX];
+
+	for (unsigned i = 0; i < n; i++)
+		os[i] = cs[i]->o;
+	log_set_request_id(n == 1 ? cs[0]->req.id : NULL);
+	orch_reserve(os, n, db, steps);
+	for (unsigned i = 0; i < n; i++) {
+		log_set_request_id(cs[i]->req.id);
+		if (steps[i] == ORCH_CALL && os[i]->in.test_stall == ORCH_STALL_BEFORE_UPSTREAM)
+			orch_test_sleep(os[i]->in.test_stall_ms);
+		next_step(f, cs[i], steps[i], db);   /* cs[i] may be finished and freed */
+	}
+}
+
+/* With the miss c just taken from the queue (under f->mu), take the misses
+ * queued behind it that can be reserved for together with it (the same
+ * user's: orch_reserve_with), wherever they are in the queue; cs[0] is c.
+ * Returns how many cs holds. */
+static unsigned take_reserves(struct inflight *f, struct conn *c, struct conn **cs)
+{
+	struct conn *p = NULL, *q = f->jobs_head, *next;
+	unsigned n = 1;
+
+	cs[0] = c;
+	for (; q && n < QUOTA_BATCH_MAX; q = next) {
+		int ok = q->kind == K_RESERVE;
+		next = q->next;
+		for (unsigned i = 0; ok && i < n; i++)
+			ok = orch_reserve_with(cs[i]->o, q->o);
+		if (!ok) {
+			p = q;
+			continue;
+		}
+		if (p)
+			p->next = next;
+		else
+			f->jobs_head = next;
+		if (f->jobs_tail == q)
+			f->jobs_tail = p;
+		q->next = NULL;
+		cs[n++] = q;
+	}
+	return n;
+}
+
 static void *completion_main(void *arg)
 {
 	struct inflight *f = arg;
@@ -324,11 +379,19 @@ static void *completion_main(void *arg)
 			c->next = NULL;
 			cs[n++] = c;
 		} while (c->kind == K_DONE && n < FINISH_BATCH && (c = f->jobs_head) && c->kind == K_DONE);
-		pthread_mutex_unlock(&f->mu);
 		c = cs[0];
+		if (c->kind == K_RESERVE)   /* and the same user's misses queued anywhere */
+			n = take_reserves(f, c, cs);
+		pthread_mutex_unlock(&f->mu);
 		db = dbpool_get(f->pool);
 		if (c->kind == K_DONE) {
 			finish_answers(f, cs, n, db);
+			dbpool_put(f->pool, db);
+			log_set_request_id(NULL);
+			continue;
+		}
+		if (c->kind == K_RESERVE) {
+			reserve_misses(f, cs, n, db);
 			dbpool_put(f->pool, db);
 			log_set_request_id(NULL);
 			continue;

@@ -4,14 +4,17 @@
  *   request threads (N)        multi loop (1 thread)          completion threads (M)
  *   FCGX_Accept_r              epoll + libcurl multi: every    take a job, a pooled
  *   -> api_handle -> orch_begin  upstream call in flight,     connection, and run
- *      DONE: answer at once      backoff timers, waiters'     orch_finish / orch_recheck /
- *      CALL/WAIT: park the conn  check timers                 orch_abort; DONE: answer and
- *      ----- inbox ---------->   ---- job queue ---------->   finish the FCGX request;
- *                                <---- inbox (CALL/WAIT, wake) CALL/WAIT: back to the loop
+ *      DONE: answer at once      backoff timers, waiters'     orch_reserve / orch_finish /
+ *      RESERVE: park the conn    check timers                 orch_recheck / orch_abort;
+ *      ------------------------- job queue ---------------->  DONE: answer and finish the
+ *                                ---- job queue ---------->   FCGX request; CALL/WAIT:
+ *                                <---- inbox (CALL/WAIT, wake) to the loop
  *
- * A completion thread that takes an answered call also takes the answered
- * calls right behind it (up to 16) and bills them together when the
- * database takes them (orch_finish, sql/019_batch_billing.sql).
+ * A completion thread that takes a miss also takes the same user's misses
+ * queued anywhere behind it (up to 16) and reserves for them together when
+ * the database takes them (orch_reserve, sql/020_batch_reserve.sql); one
+ * that takes an answered call also takes the answered calls right behind it
+ * (up to 16) and bills them together (orch_finish, sql/019_batch_billing.sql).
  *
  * A parked request (struct conn) costs its FCGX_Request, its body and a
  * curl easy handle: memory, never a thread or a database connection.
@@ -77,10 +80,10 @@ void inflight_free(struct inflight *f);
 int inflight_admit(struct inflight *f);
 /* Give a slot back (a generation that ended without parking). */
 void inflight_unadmit(struct inflight *f);
-/* Park c (holding orch o, admitted) after orch_begin said CALL or WAIT.
+/* Park c (holding orch o, admitted) after orch_begin said RESERVE.
  * Nobody on this thread may touch c afterwards: ask inflight_parked(). */
 void inflight_park(struct inflight *f, struct conn *c, struct orch *o, enum orch_step step);
-/* Park a background conn (admitted) for the upstream call orch_begin asked
+/* Park a background conn (admitted) for the upstream call orch_reserve asked
  * for (ORCH_CALL); unlike inflight_park it leaves this thread's own request
  * alone. */
 void inflight_park_background(struct inflight *f, struct conn *c, struct orch *o);

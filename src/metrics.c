@@ -271,6 +271,9 @@ static const struct family families[] = {
 	  "Answers offered to a shared billing transaction, by outcome (together: billed in it;"
 	  " declined: the database left them to be billed one by one; lost: its connection was"
 	  " lost before it landed, and they were billed one by one).", 0 },
+	{ "qc_reserved_together_total", "counter",
+	  "Misses of one user offered to a shared reserve transaction, by outcome (together: reserved"
+	  " in it; declined: the database left them to be reserved one by one).", 0 },
 };
 
 static int is_money(const char *name) { return strstr(name, "_usd_") != NULL; }

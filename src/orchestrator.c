@@ -362,9 +362,17 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 		if (qc_random_hex(o->owner + 8, 12) < 0)
 			return done(o, NULL, QC_EIO, NULL);
 	}
-	if ((rc = reserve(o, db, now, flight)) != QC_OK)
+	return ORCH_RESERVE;   /* orch_reserve, with other misses when it can */
+}
+
+/* After the reserve of orch_begin's step 3 (rc its outcome). */
+static enum orch_step reserved(struct orch *o, struct db *db, enum qc_err rc)
+{
+	int flight = o->caches;
+
+	if (rc != QC_OK)
 		return done(o, NULL, rc, rc == QC_EQUOTA ? "quota" : NULL);
-	if (flight && !o->leading && in->warm_for) {
+	if (flight && !o->leading && o->in.warm_for) {
 		/* the user's own identical request is calling: nothing to warm */
 		o->r.cached = 1;
 		return done(o, db, QC_OK, NULL);
@@ -377,6 +385,55 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 		return ORCH_WAIT;
 	}
 	return call(o);
+}
+
+/* Misses that can be reserved for in one transaction with os[0]: the same
+ * user and second, not warming, no flight key twice. */
+int orch_reserve_with(const struct orch *a, const struct orch *b)
+{
+	return a->user.id == b->user.id && a->now == b->now && !a->in.warm_for && !b->in.warm_for &&
+	       !(a->caches && b->caches && strcmp(a->fkey, b->fkey) == 0);
+}
+
+void orch_reserve(struct orch **os, unsigned n, struct db *db, enum orch_step *steps)
+{
+	struct quota_batch_item it[QUOTA_BATCH_MAX];
+	int alone = 0;
+	int taken = 0;
+	enum qc_err rc = QC_OK;
+
+	for (unsigned k = 1; k < n && n <= QUOTA_BATCH_MAX; k++)
+		for (unsigned i = 0; i < k; i++)
+			if (!orch_reserve_with(os[i], os[k]))
+				alone = 1;   /* not one user's misses together: one by one */
+	if (n >= 2 && n <= QUOTA_BATCH_MAX && !alone) {
+		struct orch *o = os[0];
+		for (unsigned k = 0; k < n; k++) {
+			memset(&it[k], 0, sizeof it[k]);
+			it[k].task = os[k]->in.task;
+			it[k].min = os[k]->min;
+			it[k].flight = os[k]->caches ? os[k]->fkey : NULL;
+			it[k].owner = os[k]->caches ? os[k]->owner : NULL;
+		}
+		rc = quota_reserve_batch(db, o->user.id, o->now, o->cfg->reservation_ttl, o->hold_s, it, n,
+					 &taken);
+		metrics_count("qc_reserved_together_total",
+			      taken ? "outcome=\"together\"" : "outcome=\"declined\"", n);
+	}
+	for (unsigned k = 0; k < n; k++) {
+		struct orch *o = os[k];
+		if (taken) {
+			memcpy(o->rid, it[k].id, sizeof o->rid);
+			o->r.quota = it[k].st;
+			o->leading = o->caches;
+			steps[k] = reserved(o, db, QC_OK);
+		} else if (rc == QC_EDBDOWN) {
+			/* lost with the batch: whatever landed lapses (as one reserve's) */
+			steps[k] = reserved(o, db, rc);
+		} else {
+			steps[k] = reserved(o, db, reserve(o, db, o->now, o->caches));
+		}
+	}
 }
 
 enum orch_step orch_recheck(struct orch *o, struct db *db)

@@ -98,10 +98,11 @@ void orch_default_key(const char *task, const char *model, const char *spk, size
 /*
  * A generation in steps, so that no thread waits on the upstream:
  *
- *   orch_begin    cache -> system prompt -> reserve (+ flight row)
- *                 DONE (hit, refusal, error) | CALL (we lead: call the
- *                 upstream with o->msgs) | WAIT (an identical call is in
- *                 flight: check again later)
+ *   orch_begin    cache -> system prompt; DONE (hit, error) | RESERVE (a
+ *                 miss: reserve for it with orch_reserve)
+ *   orch_reserve  reserve (+ flight row): DONE (refusal, error) | CALL (we
+ *                 lead: call the upstream with o->msgs) | WAIT (an
+ *                 identical call is in flight: check again later)
  *   orch_recheck  a waiter looks again: DONE (its answer landed, or it gave
  *                 up with QC_EBUSY) | CALL (the leader's row lapsed and we
  *                 took it over) | WAIT
@@ -113,7 +114,7 @@ void orch_default_key(const char *task, const char *model, const char *spk, size
  * strings of `in` must outlive it.  Each step uses the db it is given (any
  * pooled connection).  o->rc and o->r hold the outcome once DONE.
  */
-enum orch_step { ORCH_DONE, ORCH_CALL, ORCH_WAIT };
+enum orch_step { ORCH_DONE, ORCH_CALL, ORCH_WAIT, ORCH_RESERVE };
 
 struct orch {
 	const struct config *cfg;
@@ -146,6 +147,16 @@ struct orch {
 
 enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cfg,
 			  const struct auth_user *user, time_t now, const struct gen_request *in);
+/*
+ * Reserve for n misses that orch_begin left at RESERVE (a completion thread
+ * takes the ones waiting in its queue, at most QUOTA_BATCH_MAX); steps[i]
+ * gets os[i]'s next step.  Misses for which orch_reserve_with(os[0], o)
+ * holds for every o are reserved in one transaction when the database
+ * takes them together (sql/020_batch_reserve.sql); otherwise, or when it
+ * declines, each is reserved on its own (qc_reserve).
+ */
+void orch_reserve(struct orch **os, unsigned n, struct db *db, enum orch_step *steps);
+int orch_reserve_with(const struct orch *first, const struct orch *o);
 enum orch_step orch_recheck(struct orch *o, struct db *db);
 /*
  * Answered (or failed) upstream calls, one or several at once (a completion

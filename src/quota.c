@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "alerts.h"
 #include "db.h"
 #include "quota.h"
@@ -267,9 +269,14 @@ static const char SQL_NEAREST[] =
 	" WHERE c.window_kind = 'day' AND c.window_start = ?) x"
 	" WHERE lim > 0 ORDER BY admitted / lim DESC, id LIMIT ?";
 
+static long long cell_limit_at(const struct db_rows *r, unsigned row, unsigned col)
+{
+	return db_cell_null(r, row, col) ? -1 : db_cell_ll(r, row, col);
+}
+
 static long long cell_limit(const struct db_rows *r, unsigned col)
 {
-	return db_cell_null(r, 0, col) ? -1 : db_cell_ll(r, 0, col);
+	return cell_limit_at(r, 0, col);
 }
 
 enum qc_err quota_status_get(struct db *db, long long user, const char *task,
@@ -333,6 +340,25 @@ enum qc_err quota_reserve(struct db *db, long long user, const char *task,
 	return quota_reserve_flight(db, user, task, min, now, ttl, 0, NULL, NULL, 0, id, expires, st, NULL);
 }
 
+/* The status in row `row` of a reserve's answer (qc_reserve's columns). */
+static void reserve_status(const struct db_rows *r, unsigned row, long long user, time_t now,
+			   struct quota_status *st)
+{
+	st->user_id = user;
+	st->estimate = db_cell_ll(r, row, 1);
+	quota_window_fill(&st->w[QUOTA_DAY], QUOTA_DAY, now, db_cell_ll(r, row, 2),
+			  db_cell_ll(r, row, 3), cell_limit_at(r, row, 7));
+	quota_window_fill(&st->w[QUOTA_MONTH], QUOTA_MONTH, now, db_cell_ll(r, row, 4),
+			  db_cell_ll(r, row, 5), cell_limit_at(r, row, 8));
+	quota_window_fill(&st->w[QUOTA_HOUR], QUOTA_HOUR, now, db_cell_ll(r, row, 6), 0,
+			  cell_limit_at(r, row, 9));
+	st->w[QUOTA_DAY].over = (int)db_cell_ll(r, row, 10);
+	st->w[QUOTA_MONTH].over = (int)db_cell_ll(r, row, 11);
+	st->w[QUOTA_HOUR].over = (int)db_cell_ll(r, row, 12);
+	quota_overall(st);
+	snprintf(st->plan, sizeof st->plan, "%s", db_cell(r, row, 13));
+}
+
 enum qc_err quota_reserve_flight(struct db *db, long long user, const char *task,
 				 long long min, time_t now, long long ttl, int gen, const char *flight,
 				 const char *owner, long long hold_s, char id[QUOTA_ID_LEN + 1],
@@ -380,20 +406,8 @@ enum qc_err quota_reserve_flight(struct db *db, long long user, const char *task
 		id[0] = 0;
 		return QC_OK;
 	}
-	st->user_id = user;
-	st->estimate = db_cell_ll(r, 0, 1);
-	quota_window_fill(&st->w[QUOTA_DAY], QUOTA_DAY, now, db_cell_ll(r, 0, 2),
-			  db_cell_ll(r, 0, 3), cell_limit(r, 7));
-	quota_window_fill(&st->w[QUOTA_MONTH], QUOTA_MONTH, now, db_cell_ll(r, 0, 4),
-			  db_cell_ll(r, 0, 5), cell_limit(r, 8));
-	quota_window_fill(&st->w[QUOTA_HOUR], QUOTA_HOUR, now, db_cell_ll(r, 0, 6), 0,
-			  cell_limit(r, 9));
-	st->w[QUOTA_DAY].over = (int)db_cell_ll(r, 0, 10);
-	st->w[QUOTA_MONTH].over = (int)db_cell_ll(r, 0, 11);
-	st->w[QUOTA_HOUR].over = (int)db_cell_ll(r, 0, 12);
-	quota_overall(st);
 	rc = strcmp(outcome, "ok") == 0 ? QC_OK : strcmp(outcome, "busy") == 0 ? QC_EUSERBUSY : QC_EQUOTA;
-	snprintf(st->plan, sizeof st->plan, "%s", db_cell(r, 0, 13));
+	reserve_status(r, 0, user, now, st);
 	if (leader && rc == QC_OK)
 		*leader = db_cell_ll(r, 0, 14) == 1;
 	if (rc == QC_EUSERBUSY)
@@ -402,6 +416,59 @@ enum qc_err quota_reserve_flight(struct db *db, long long user, const char *task
 	alerts_observe(st, now);   /* a level crossing: queued, posted off this path */
 	if (rc != QC_OK)
 		id[0] = 0;
+	return rc;
+}
+
+enum qc_err quota_reserve_batch(struct db *db, long long user, time_t now, long long ttl,
+				long long hold_s, struct quota_batch_item *it, unsigned n, int *taken)
+{
+	static const char sql[] = "CALL qc_reserve_batch(?, ?, ?, ?, ?, ?, ?)";
+	json_object *doc;
+	const char *text;
+	size_t len;
+	struct db_rows *r = NULL;
+	enum qc_err rc = QC_OK;
+
+	*taken = 0;
+	if (n == 0 || n > QUOTA_BATCH_MAX || !(doc = json_object_new_array()))
+		return n ? QC_ENOMEM : QC_OK;
+	for (unsigned k = 0; k < n && rc == QC_OK; k++) {
+		json_object *e = json_object_new_object();
+		if (qc_random_hex(it[k].id, QUOTA_ID_LEN / 2) < 0)
+			rc = QC_EIO;   /* no entropy: never hand out guessable ids */
+		it[k].expires = now + ttl;
+		json_object_object_add(e, "id", json_object_new_string(it[k].id));
+		json_object_object_add(e, "task", json_object_new_string(it[k].task));
+		json_object_object_add(e, "min", json_object_new_int64(it[k].min));
+		json_object_object_add(e, "exp", json_object_new_int64((long long)it[k].expires));
+		json_object_object_add(e, "fk", it[k].flight ? json_object_new_string(it[k].flight) : NULL);
+		json_object_object_add(e, "ow", it[k].owner ? json_object_new_string(it[k].owner) : NULL);
+		json_object_array_add(doc, e);
+	}
+	if (rc == QC_OK) {
+		struct db_val p[7];
+		text = json_object_to_json_string_length(doc, JSON_C_TO_STRING_PLAIN, &len);
+		p[0] = DB_BLOB(text, len);
+		p[1] = DB_INT(user);
+		p[2] = DB_INT(now);
+		p[3] = DB_INT(quota_window_start(QUOTA_DAY, now));
+		p[4] = DB_INT(quota_window_start(QUOTA_MONTH, now));
+		p[5] = DB_INT(quota_window_start(QUOTA_HOUR, now));
+		p[6] = DB_INT(hold_s);
+		rc = db_query(db, sql, p, 7, &r);
+	}
+	json_object_put(doc);
+	if (rc != QC_OK)
+		return rc;
+	if (r->nrows == n && r->ncols == 15 && strcmp(db_cell(r, 0, 0), "ok") == 0) {
+		for (unsigned k = 0; k < n; k++)
+			reserve_status(r, k, user, now, &it[k].st);
+		alerts_observe(&it[n - 1].st, now);   /* the status after the whole batch */
+		*taken = 1;
+	} else if (!(r->nrows == 1 && strcmp(db_cell(r, 0, 0), "fallback") == 0)) {
+		rc = QC_EDB;
+	}
+	db_rows_free(r);
 	return rc;
 }
 

@@ -110,6 +110,26 @@ enum qc_err quota_reserve_flight(struct db *db, long long user, const char *task
 				 long long min, time_t now, long long ttl, int gen, const char *flight,
 				 const char *owner, long long hold_s, char id[QUOTA_ID_LEN + 1],
 				 time_t *expires, struct quota_status *st, int *leader);
+/*
+ * Reserve for n generations of one user at once (sql/020_batch_reserve.sql):
+ * it[k] gives task, min and its flight (or NULL) and gets id, expires and
+ * st.  All or nothing: *taken 1, every item reserved and leading its
+ * flight; *taken 0, nothing held (the database declined the batch: a limit
+ * or cap in the way, a flight row there, a window's first use, a stale
+ * reservation), so reserve each with quota_reserve_flight.  Another rc: the
+ * call failed (QC_EDBDOWN: it may have committed; its reservations lapse).
+ */
+#define QUOTA_BATCH_MAX 16
+struct quota_batch_item {
+	const char *task;
+	long long min;
+	const char *flight, *owner;
+	char id[QUOTA_ID_LEN + 1];
+	time_t expires;
+	struct quota_status st;
+};
+enum qc_err quota_reserve_batch(struct db *db, long long user, time_t now, long long ttl,
+				long long hold_s, struct quota_batch_item *it, unsigned n, int *taken);
 
 /*
  * Commit (actual >= 0) or release (actual < 0) reservation id of user.

@@ -232,6 +232,8 @@ static int start_job(struct db *db, const struct warm_job *j, time_t now)
 		return 0;
 	}
 	step = orch_begin(o, db, wcfg, &wu, now, &in);
+	if (step == ORCH_RESERVE)
+		orch_reserve(&o, 1, db, &step);
 	o->respond = warm_respond;
 	if (step == ORCH_CALL) {
 		inflight_park_background(winf, c, o);

@@ -162,6 +162,57 @@ if not FCGID:
     b = books_balance(t_id)
     check(balanced(b, 5 * len(tricky)), "the fresh user's books balance too (40 answers billed, 16 hits not)", b)
 
+
+# --- misses of one user waiting together are reserved together (sql/020) ----------
+def reserved_together():
+    time.sleep(1.6)   # workers add their counts within a second
+    return metric("qc_reserved_together_total", 'outcome="together"')
+
+
+def hour_calls(user):
+    return int(sql(f"SELECT COALESCE(SUM(calls), 0) FROM quota_counters WHERE user_id = {user}"
+                   " AND window_kind = 'hour'")[0][0])
+
+
+if not FCGID:
+    r_id, r_key, _ = new_user("pro_annual", prefix="rtogether")
+    r0, answers, rounds = reserved_together(), 0, 0
+    for rnd in range(6):   # until misses met in a completion queue (bounded)
+        rounds += 1
+        res = parallel(24, lambda i: gen(r_key, f"reserve together {rnd} #{i} {RUN}", task="rtogether"))
+        good = [x for x in res if not isinstance(x, Exception) and x.status == 200 and x.json["cached"] is False]
+        answers += len(good)
+        if len(good) != 24 or reserved_together() - r0 >= 2:
+            break
+    check(answers == 24 * rounds, f"{rounds} round(s) of 24 concurrent misses of one user: all answered 200",
+          (answers, rounds))
+    check(reserved_together() - r0 >= 2, "misses that waited together were reserved in one transaction"
+          " (qc_reserved_together_total{outcome=\"together\"} grew)", reserved_together() - r0)
+    b = books_balance(r_id)
+    check(balanced(b, answers) and hour_calls(r_id) == answers,
+          f"... and the books balance: {answers} ledger rows, as many committed reservations, the counters"
+          " equal to them with nothing reserved, one call counted per miss", (b, hour_calls(r_id)))
+
+    # limits stay exact when misses are reserved together: a batch that would
+    # pass a limit is declined and each miss is decided on its own
+    sql_write("INSERT IGNORE INTO plans (name, display_name, tokens_per_day, tokens_per_month, calls_per_hour,"
+              " max_inflight, session_ttl_seconds, content_ttl_seconds, sort_order) VALUES"
+              " ('test_day6k', 'Test 6.2k a day', 6200, NULL, NULL, NULL, 1800, 3600, 98),"
+              " ('test_hour5', 'Test 5 calls an hour', NULL, NULL, 5, NULL, 1800, 3600, 97)")
+    for plan, what in (("test_day6k", "tokens per day (6,200: four estimates of 1,500 after the first call's few tokens)"),
+                       ("test_hour5", "calls per hour (5: four after the first call)")):
+        l_id, l_key, _ = new_user(plan, prefix="rlimit")
+        first = gen(l_key, f"first of {plan} {RUN}", task="rlimit")   # the user's counter rows exist now
+        res = parallel(32, lambda i: gen(l_key, f"[[latency:1500]] {plan} #{i} {RUN}", task="rlimit"))
+        st = sorted(x.status if not isinstance(x, Exception) else 0 for x in res)
+        check(first.status == 200 and st == [200] * 4 + [429] * 28,
+              f"32 concurrent misses against {what}: exactly 4 pass, 28 get 429", (first, st))
+        b = books_balance(l_id)
+        check(balanced(b, 5) and hour_calls(l_id) == 5, f"... and {plan}'s books balance (5 answers)",
+              (b, hour_calls(l_id)))
+        sql_write(f"UPDATE users SET plan = 'pro_monthly' WHERE id = {l_id}")
+    sql_write("DELETE FROM plans WHERE name IN ('test_day6k', 'test_hour5')")
+
 # --- single flight: same-process waiters woken, others at most 4 checks/s ----------
 mock("/_reset", b"")
 checks0 = counter("qc_flight_checks_total")
