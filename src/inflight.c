@@ -23,6 +23,7 @@
 
 #define CHECK_MS 250          /* cross-process waiters: 4 checks a second */
 #define LOCAL_CHECK_MS 2000   /* same-process waiters are woken; this is a safety net */
+#define SPILL_MS 20           /* a job waits this long for a busy completion thread */
 
 enum kind { K_CALL, K_WAIT, K_DONE, K_CHECK, K_ABORT, K_RESERVE };
 
@@ -48,6 +49,8 @@ struct inflight {
 	struct conn *inbox;
 	struct wake *wakes;
 	struct conn *jobs_head, *jobs_tail;
+	unsigned njobs;         /* in the job queue */
+	unsigned busy;          /* completion threads working on jobs */
 	int abort_all, stop;
 	/* the loop thread's own */
 	struct list calling, waiting, retrying;
@@ -138,7 +141,9 @@ static void to_jobs(struct inflight *f, struct conn *c, int kind)
 {
 	c->kind = kind;
 	c->next = NULL;
+	c->queued_ms = orch_mono_ms();
 	pthread_mutex_lock(&f->mu);
+	f->njobs++;
 	if (f->jobs_tail)
 		f->jobs_tail->next = c;
 	else
@@ -350,9 +355,35 @@ static unsigned take_reserves(struct inflight *f, struct conn *c, struct conn **
 		if (f->jobs_tail == q)
 			f->jobs_tail = p;
 		q->next = NULL;
+		f->njobs--;
 		cs[n++] = q;
 	}
 	return n;
+}
+
+/* A waiter's check or an abort. */
+static void run_job(struct inflight *f, struct conn *c, struct db *db)
+{
+	enum orch_step step = ORCH_DONE;
+
+	log_set_request_id(c->req.id);
+	switch (c->kind) {
+	case K_CHECK:
+		atomic_fetch_sub(&f->waiters, 1);
+		step = orch_recheck(c->o, db);
+		break;
+	case K_ABORT:
+		if (c->up) {
+			up_call_free(c->up);
+			c->up = NULL;
+			atomic_fetch_sub(&f->calls, 1);
+		} else {
+			atomic_fetch_sub(&f->waiters, 1);
+		}
+		orch_abort(c->o, db, QC_EBUSY, "the worker is shutting down; retry");
+		break;
+	}
+	next_step(f, c, step, db);   /* c may be finished and freed */
 }
 
 static void *completion_main(void *arg)
@@ -361,13 +392,32 @@ static void *completion_main(void *arg)
 
 	for (;;) {
 		struct conn *c, *cs[FINISH_BATCH];
-		enum orch_step step = ORCH_DONE;
 		unsigned n = 0;
 		struct db *db;
 
 		pthread_mutex_lock(&f->mu);
-		while (!f->jobs_head && !f->stop)
-			pthread_cond_wait(&f->jobs_cv, &f->mu);
+		/* One thread at a time takes jobs while that keeps up: the jobs
+		 * that queue meanwhile go together (billed, reserved for) in the
+		 * next take.  Another joins when a batch's worth is queued or the
+		 * head has waited SPILL_MS (a slow transaction holds up no one). */
+		for (;;) {
+			long long wait;
+			struct timespec ts;
+			if (!f->jobs_head) {
+				if (f->stop)
+					break;
+				pthread_cond_wait(&f->jobs_cv, &f->mu);
+				continue;
+			}
+			wait = f->jobs_head->queued_ms + SPILL_MS - orch_mono_ms();
+			if (f->busy == 0 || f->stop || f->njobs >= FINISH_BATCH || wait <= 0)
+				break;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_nsec += (long)(wait * 1000000);
+			ts.tv_sec += ts.tv_nsec / 1000000000L;
+			ts.tv_nsec %= 1000000000L;
+			pthread_cond_timedwait(&f->jobs_cv, &f->mu, &ts);
+		}
 		if (!(c = f->jobs_head)) {
 			pthread_mutex_unlock(&f->mu);
 			break;
@@ -377,46 +427,26 @@ static void *completion_main(void *arg)
 			if (!(f->jobs_head = c->next))
 				f->jobs_tail = NULL;
 			c->next = NULL;
+			f->njobs--;
 			cs[n++] = c;
 		} while (c->kind == K_DONE && n < FINISH_BATCH && (c = f->jobs_head) && c->kind == K_DONE);
 		c = cs[0];
 		if (c->kind == K_RESERVE)   /* and the same user's misses queued anywhere */
 			n = take_reserves(f, c, cs);
+		f->busy++;
 		pthread_mutex_unlock(&f->mu);
 		db = dbpool_get(f->pool);
-		if (c->kind == K_DONE) {
+		if (c->kind == K_DONE)
 			finish_answers(f, cs, n, db);
-			dbpool_put(f->pool, db);
-			log_set_request_id(NULL);
-			continue;
-		}
-		if (c->kind == K_RESERVE) {
+		else if (c->kind == K_RESERVE)
 			reserve_misses(f, cs, n, db);
-			dbpool_put(f->pool, db);
-			log_set_request_id(NULL);
-			continue;
-		}
-		log_set_request_id(c->req.id);
-		switch (c->kind) {
-		case K_CHECK:
-			atomic_fetch_sub(&f->waiters, 1);
-			step = orch_recheck(c->o, db);
-			break;
-		case K_ABORT:
-			if (c->up) {
-				up_call_free(c->up);
-				c->up = NULL;
-				atomic_fetch_sub(&f->calls, 1);
-			} else {
-				atomic_fetch_sub(&f->waiters, 1);
-			}
-			orch_abort(c->o, db, QC_EBUSY, "the worker is shutting down; retry");
-			step = ORCH_DONE;
-			break;
-		}
-		next_step(f, c, step, db);
+		else
+			run_job(f, c, db);
 		dbpool_put(f->pool, db);
 		log_set_request_id(NULL);
+		pthread_mutex_lock(&f->mu);
+		f->busy--;
+		pthread_mutex_unlock(&f->mu);
 	}
 	return NULL;
 }
@@ -648,7 +678,13 @@ struct inflight *inflight_new(const struct config *cfg, struct dbpool *pool,
 	f->respond = respond;
 	f->nthreads = completion_threads ? completion_threads : 1;
 	pthread_mutex_init(&f->mu, NULL);
-	pthread_cond_init(&f->jobs_cv, NULL);
+	{   /* the jobs' wait is timed on the monotonic clock */
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&f->jobs_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	f->ep = f->efd = -1;
 	f->curl_due = -1;
 	if (!(f->tids = calloc(f->nthreads, sizeof *f->tids)) || !(f->multi = curl_multi_init()) ||

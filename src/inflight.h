@@ -51,6 +51,7 @@ struct conn {
 	int kind;               /* what its next holder does with it */
 	int local;              /* waiter with a leader in this process */
 	long long due_ms;       /* next check (waiter) or attempt (retry) */
+	long long queued_ms;    /* when it joined the job queue */
 	int background;         /* a warming call: no FastCGI request behind it */
 	struct conn *prev, *next;
 };
