@@ -99,7 +99,8 @@ void h_models(struct app *app, struct http_req *req)
  * milliseconds at that point, so that a fault test can kill -9 the worker
  * there; billing_lost_before:MS | billing_lost_after:MS also lose the
  * database connection around the billing transaction, and
- * batch_lost_before:MS | batch_lost_after:MS around a shared one
+ * batch_lost_before:MS | batch_lost_after:MS around a shared one, and
+ * reserve_lost_before:MS | reserve_lost_after:MS around a shared reserve
  * (orchestrator.h).
  * -1 when the answer was sent (a bad value). */
 static int test_stall(struct app *app, struct http_req *req, struct gen_request *in)
@@ -112,6 +113,8 @@ static int test_stall(struct app *app, struct http_req *req, struct gen_request 
 		{ "billing_lost_after:", ORCH_STALL_BILLING_LOST_AFTER },
 		{ "batch_lost_before:", ORCH_STALL_BATCH_LOST_BEFORE },
 		{ "batch_lost_after:", ORCH_STALL_BATCH_LOST_AFTER },
+		{ "reserve_lost_before:", ORCH_STALL_RESERVE_LOST_BEFORE },
+		{ "reserve_lost_after:", ORCH_STALL_RESERVE_LOST_AFTER },
 	};
 	const char *v = app->cfg.allow_test_clock ? http_getenv(req, "HTTP_X_QC_TEST_STALL") : NULL;
 	size_t i;

@@ -395,6 +395,35 @@ int orch_reserve_with(const struct orch *a, const struct orch *b)
 	       !(a->caches && b->caches && strcmp(a->fkey, b->fkey) == 0);
 }
 
+/* The shared reserve transaction; test builds lose its connection where a
+ * miss's X-QC-Test-Stall says (orchestrator.h). */
+static enum qc_err reserve_batch(struct orch **os, unsigned n, struct db *db,
+				 struct quota_batch_item *it, int *taken)
+{
+	const struct orch *o = os[0];
+	enum qc_err rc;
+	int point = ORCH_STALL_NONE;
+
+#ifdef QC_TEST_CLOCK
+	for (unsigned k = 0; k < n; k++)
+		if (os[k]->in.test_stall == ORCH_STALL_RESERVE_LOST_BEFORE ||
+		    os[k]->in.test_stall == ORCH_STALL_RESERVE_LOST_AFTER)
+			point = os[k]->in.test_stall;
+	if (point == ORCH_STALL_RESERVE_LOST_BEFORE) {
+		db_drop(db);
+		*taken = 0;
+		return QC_EDBDOWN;
+	}
+#endif
+	rc = quota_reserve_batch(db, o->user.id, o->now, o->cfg->reservation_ttl, o->hold_s, it, n, taken);
+	if (point == ORCH_STALL_RESERVE_LOST_AFTER && rc == QC_OK && *taken) {
+		db_drop(db);   /* it committed; its answer is lost */
+		*taken = 0;
+		return QC_EDBDOWN;
+	}
+	return rc;
+}
+
 void orch_reserve(struct orch **os, unsigned n, struct db *db, enum orch_step *steps)
 {
 	struct quota_batch_item it[QUOTA_BATCH_MAX];
@@ -407,7 +436,6 @@ void orch_reserve(struct orch **os, unsigned n, struct db *db, enum orch_step *s
 			if (!orch_reserve_with(os[i], os[k]))
 				alone = 1;   /* not one user's misses together: one by one */
 	if (n >= 2 && n <= QUOTA_BATCH_MAX && !alone) {
-		struct orch *o = os[0];
 		for (unsigned k = 0; k < n; k++) {
 			memset(&it[k], 0, sizeof it[k]);
 			it[k].task = os[k]->in.task;
@@ -415,8 +443,7 @@ void orch_reserve(struct orch **os, unsigned n, struct db *db, enum orch_step *s
 			it[k].flight = os[k]->caches ? os[k]->fkey : NULL;
 			it[k].owner = os[k]->caches ? os[k]->owner : NULL;
 		}
-		rc = quota_reserve_batch(db, o->user.id, o->now, o->cfg->reservation_ttl, o->hold_s, it, n,
-					 &taken);
+		rc = reserve_batch(os, n, db, it, &taken);
 		metrics_count("qc_reserved_together_total",
 			      taken ? "outcome=\"together\"" : "outcome=\"declined\"", n);
 	}

@@ -45,10 +45,12 @@ struct gen_request {
 	 * lost), as a database node dying there does; the two BATCH_LOST
 	 * points do that to the shared billing transaction of a batch this
 	 * answer is in (orch_finish), and to nothing when it is billed
-	 * alone */
+	 * alone; the two RESERVE_LOST points, to the shared reserve
+	 * transaction of a batch this miss is in (orch_reserve) */
 	enum { ORCH_STALL_NONE, ORCH_STALL_BEFORE_UPSTREAM, ORCH_STALL_BEFORE_BILLING,
 	       ORCH_STALL_BILLING_LOST_BEFORE, ORCH_STALL_BILLING_LOST_AFTER,
-	       ORCH_STALL_BATCH_LOST_BEFORE, ORCH_STALL_BATCH_LOST_AFTER } test_stall;
+	       ORCH_STALL_BATCH_LOST_BEFORE, ORCH_STALL_BATCH_LOST_AFTER,
+	       ORCH_STALL_RESERVE_LOST_BEFORE, ORCH_STALL_RESERVE_LOST_AFTER } test_stall;
 	long long test_stall_ms;
 	/* the OpenAI endpoint (h_openai.c) sets these; /api/v1/generate leaves
 	 * messages and extra NULL */

@@ -199,6 +199,59 @@ for point, outcome in (("batch_lost_after", "landed"), ("batch_lost_before", "lo
           "once and cached once, the counters equal the ledger, nothing stays reserved",
           (answers, ok, billed, used, reserved, active, gen_entries(uid)))
 
+# The shared reserve transaction of one user's misses (sql/020) loses its
+# connection before it is sent (nothing landed) or after it committed (its
+# reservations and flight rows landed, unknown to the worker): the misses in
+# it get 503 and are billed nothing; what landed is held until it lapses, as
+# one reserve's is; the same requests again answer 200.
+for point in ("reserve_lost_before", "reserve_lost_after"):
+    after = point.endswith("after")
+    workers_up()
+    uid, key, _ = new_user("pro_annual", prefix=point.replace("_", "-"))
+    r0 = post("/api/v1/generate", {"task": point, "prompt": f"{point} first {RUN}"}, key=key, timeout=30)
+    check(r0.status == 200, f"{point}: a first answer (the user's counter rows)", r0)
+    lost, answers = [], 1
+    for rnd in range(6):   # until misses met in a completion queue (bounded)
+        prompts = [f"{point} {RUN} {rnd} {i}" for i in range(16)]
+        res = parallel(16, lambda i: post("/api/v1/generate", {"task": point, "prompt": prompts[i]}, key=key,
+                                          timeout=30, headers={"X-QC-Test-Stall": f"{point}:0"}))
+        for i, x in enumerate(res):
+            if not isinstance(x, Exception) and x.status == 200:
+                answers += 1
+            else:
+                lost.append((prompts[i], x))
+        if len(lost) >= 2:
+            break
+    what = f"connection lost {point.rsplit('_', 1)[1]} a shared reserve"
+    check(len(lost) >= 2 and all(not isinstance(x, Exception) and x.status == 503
+                                 and x.header("retry-after") is not None for _, x in lost),
+          f"{what}: the misses in it get 503 with Retry-After ({len(lost)}), the others 200",
+          [x for _, x in lost][:2])
+    ok, billed, used, reserved = ledger(uid)
+    active = int(sql(f"SELECT COUNT(*) FROM quota_reservations WHERE user_id = {uid} AND state = 'active'")[0][0])
+    check(ok == answers and billed == used and gen_entries(uid) == answers
+          and ((active == len(lost) and reserved > 0) if after else (active == 0 and reserved == 0)),
+          f"{what}: each 200 billed once, the 503s billed nothing; "
+          + ("the reservations that landed hold their estimates" if after else "nothing is held"),
+          (answers, ok, billed, used, reserved, active, len(lost)))
+    if after:
+        expire_later(key, TTL + 2)
+        ok, billed, used, reserved = ledger(uid)
+        active = int(sql(f"SELECT COUNT(*) FROM quota_reservations WHERE user_id = {uid}"
+                         " AND state = 'active'")[0][0])
+        check(reserved == 0 and active == 0 and used == billed,
+              f"{what}: after reservation_ttl their tokens come back", (used, billed, reserved, active))
+    again = parallel(len(lost), lambda i: post("/api/v1/generate", {"task": point, "prompt": lost[i][0]},
+                                                key=key, timeout=60))
+    ok, billed, used, reserved = ledger(uid)
+    check(all(not isinstance(x, Exception) and x.status == 200 for x in again)
+          and ok == answers + len(lost) and billed == used and reserved == 0,
+          f"{what}: the same requests again answer 200"
+          + (" (their lapsed flight rows taken over)" if after else "") + ", billed once each",
+          ([x for x in again if isinstance(x, Exception) or x.status != 200][:2], ok, billed, used, reserved))
+left = sql("SELECT COUNT(*) FROM generate_flights")[0][0]
+check(left == "0", "no flight row is left behind by the lost reserves", left)
+
 # --- MariaDB stopped and restarted during a burst of misses -----------------------
 workers_up()
 mock("/_reset", b"")
