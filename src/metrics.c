@@ -273,7 +273,8 @@ static const struct family families[] = {
 	  " lost before it landed, and they were billed one by one).", 0 },
 	{ "qc_reserved_together_total", "counter",
 	  "Misses of one user offered to a shared reserve transaction, by outcome (together: reserved"
-	  " in it; declined: the database left them to be reserved one by one).", 0 },
+	  " in it; declined: the database left them to be reserved one by one; lost: its connection"
+	  " was lost, and they were answered 503).", 0 },
 };
 
 static int is_money(const char *name) { return strstr(name, "_usd_") != NULL; }

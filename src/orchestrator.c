@@ -445,7 +445,8 @@ void orch_reserve(struct orch **os, unsigned n, struct db *db, enum orch_step *s
 		}
 		rc = reserve_batch(os, n, db, it, &taken);
 		metrics_count("qc_reserved_together_total",
-			      taken ? "outcome=\"together\"" : "outcome=\"declined\"", n);
+			      taken ? "outcome=\"together\"" : rc == QC_EDBDOWN ? "outcome=\"lost\"" :
+			      "outcome=\"declined\"", n);
 	}
 	for (unsigned k = 0; k < n; k++) {
 		struct orch *o = os[k];

@@ -211,6 +211,8 @@ for point in ("reserve_lost_before", "reserve_lost_after"):
     r0 = post("/api/v1/generate", {"task": point, "prompt": f"{point} first {RUN}"}, key=key, timeout=30)
     check(r0.status == 200, f"{point}: a first answer (the user's counter rows)", r0)
     lost, answers = [], 1
+    time.sleep(1.6)   # workers add their counts within a second
+    lost0 = metric("qc_reserved_together_total", 'outcome="lost"')
     for rnd in range(6):   # until misses met in a completion queue (bounded)
         prompts = [f"{point} {RUN} {rnd} {i}" for i in range(16)]
         res = parallel(16, lambda i: post("/api/v1/generate", {"task": point, "prompt": prompts[i]}, key=key,
@@ -227,6 +229,9 @@ for point in ("reserve_lost_before", "reserve_lost_after"):
                                  and x.header("retry-after") is not None for _, x in lost),
           f"{what}: the misses in it get 503 with Retry-After ({len(lost)}), the others 200",
           [x for _, x in lost][:2])
+    time.sleep(1.6)
+    grew = metric("qc_reserved_together_total", 'outcome="lost"') - lost0
+    check(grew == len(lost), f"{what}: qc_reserved_together_total{{outcome=\"lost\"}} counts them", (grew, len(lost)))
     ok, billed, used, reserved = ledger(uid)
     active = int(sql(f"SELECT COUNT(*) FROM quota_reservations WHERE user_id = {uid} AND state = 'active'")[0][0])
     check(ok == answers and billed == used and gen_entries(uid) == answers
