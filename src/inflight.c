@@ -310,6 +310,19 @@ static void finish_answers(struct inflight *f, struct conn **cs, unsigned n, str
 	}
 }
 
+/* Take job q, behind prev (NULL: q is the head), out of the queue (under f->mu). */
+static void unlink_job(struct inflight *f, struct conn *prev, struct conn *q)
+{
+	if (prev)
+		prev->next = q->next;
+	else
+		f->jobs_head = q->next;
+	if (f->jobs_tail == q)
+		f->jobs_tail = prev;
+	q->next = NULL;
+	f->njobs--;
+}
+
 /* Reserve for the n misses in cs (one user's when n > 1: take_reserves),
  * then send each on its way: to the upstream, to wait, or answered. */
 static void reserve_misses(struct inflight *f, struct conn **cs, unsigned n, struct db *db)
@@ -348,14 +361,7 @@ static unsigned take_reserves(struct inflight *f, struct conn *c, struct conn **
 			p = q;
 			continue;
 		}
-		if (p)
-			p->next = next;
-		else
-			f->jobs_head = next;
-		if (f->jobs_tail == q)
-			f->jobs_tail = p;
-		q->next = NULL;
-		f->njobs--;
+		unlink_job(f, p, q);
 		cs[n++] = q;
 	}
 	return n;
@@ -424,10 +430,7 @@ static void *completion_main(void *arg)
 		}
 		/* the job at the head, and the answers right behind an answer */
 		do {
-			if (!(f->jobs_head = c->next))
-				f->jobs_tail = NULL;
-			c->next = NULL;
-			f->njobs--;
+			unlink_job(f, NULL, c);
 			cs[n++] = c;
 		} while (c->kind == K_DONE && n < FINISH_BATCH && (c = f->jobs_head) && c->kind == K_DONE);
 		c = cs[0];

@@ -430,8 +430,12 @@ enum qc_err quota_reserve_batch(struct db *db, long long user, time_t now, long 
 	enum qc_err rc = QC_OK;
 
 	*taken = 0;
-	if (n == 0 || n > QUOTA_BATCH_MAX || !(doc = json_object_new_array()))
-		return n ? QC_ENOMEM : QC_OK;
+	if (n == 0)
+		return QC_OK;
+	if (n > QUOTA_BATCH_MAX)
+		return QC_EINPUT;
+	if (!(doc = json_object_new_array()))
+		return QC_ENOMEM;
 	for (unsigned k = 0; k < n && rc == QC_OK; k++) {
 		json_object *e = json_object_new_object();
 		if (qc_random_hex(it[k].id, QUOTA_ID_LEN / 2) < 0)

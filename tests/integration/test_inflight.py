@@ -217,8 +217,7 @@ if not FCGID:
 mock("/_reset", b"")
 checks0 = counter("qc_flight_checks_total")
 W = 6 if FCGID else 50
-HOUR_CALLS = f"SELECT COALESCE(SUM(calls), 0) FROM quota_counters WHERE user_id = {uid} AND window_kind = 'hour'"
-calls0 = int(sql(HOUR_CALLS)[0][0])
+calls0 = hour_calls(uid)
 prompt = f"[[latency:1500]] one flight {RUN}"
 t0 = time.time()
 res = parallel(W, lambda i: gen(key, prompt, timeout=60))
@@ -234,7 +233,7 @@ check(checks <= bound, f"waiters checked the flight row {checks:.0f} times in {e
 left = sql("SELECT COUNT(*) FROM generate_flights")[0][0]
 check(left == "0", "no flight row is left behind", left)
 # waiters reserve nothing (sql/018): one call counted, no reservation left
-calls = int(sql(HOUR_CALLS)[0][0]) - calls0
+calls = hour_calls(uid) - calls0
 check(calls == 1, f"{W} identical misses count one call against the hourly rate (the leader's)", calls)
 active = sql(f"SELECT COUNT(*) FROM quota_reservations WHERE user_id = {uid} AND state = 'active'")[0][0]
 check(active == "0", "... and leave no reservation active", active)
