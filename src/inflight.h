@@ -15,6 +15,8 @@
  * the database takes them (orch_reserve, sql/020_batch_reserve.sql); one
  * that takes an answered call also takes the answered calls right behind it
  * (up to 16) and bills them together (orch_finish, sql/019_batch_billing.sql).
+ * An idle completion thread gathers first: while jobs come fast it waits up
+ * to batch_wait_ms for 8 of them (inflight_gather_us below).
  *
  * A parked request (struct conn) costs its FCGX_Request, its body and a
  * curl easy handle: memory, never a thread or a database connection.
@@ -51,7 +53,7 @@ struct conn {
 	int kind;               /* what its next holder does with it */
 	int local;              /* waiter with a leader in this process */
 	long long due_ms;       /* next check (waiter) or attempt (retry) */
-	long long queued_ms;    /* when it joined the job queue */
+	long long queued_us;    /* when it joined the job queue (monotonic µs) */
 	int background;         /* a warming call: no FastCGI request behind it */
 	struct conn *prev, *next;
 };
@@ -94,5 +96,19 @@ void inflight_parked_reset(void);
 
 /* Gauges: upstream calls in flight (including backoff waits), waiters. */
 void inflight_gauges(struct inflight *f, long long *calls, long long *waiters);
+
+/* How an idle completion thread gathers a batch (pure; inflight.c uses
+ * them under its lock, tests/unit/test_gather.c checks them).
+ *
+ * inflight_gather_us: how long to wait before taking the n jobs queued, the
+ * first queued at head_us, jobs coming gap_us apart on average, waiting at
+ * most wait_ms from head_us: 0 = take them now (INFLIGHT_GATHER are
+ * queued, the wait is over, or the next job is not due before it ends).
+ * inflight_next_gap: the average gap (a moving average of 8) after a job
+ * queued at now_us, the one before at last_us (0: none). */
+#define INFLIGHT_GATHER 8
+long long inflight_gather_us(unsigned n, long long head_us, long long gap_us,
+			     long long wait_ms, long long now_us);
+long long inflight_next_gap(long long gap_us, long long last_us, long long now_us);
 
 #endif

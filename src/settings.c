@@ -76,6 +76,7 @@ static const struct opt opts[] = {
 	S(openai_cache, "deterministic"),
 	I(worker_threads, "2", 1, 256),
 	I(completion_threads, "2", 1, 64),
+	I(batch_wait_ms, "8", 0, 1000),
 	I(db_pool_size, "8", 1, 256),
 	/* at most ~2 descriptors a call; libfcgi select()s its own below 1024 */
 	I(max_inflight, "512", 1, 100000),

@@ -67,6 +67,7 @@ struct config {
 	/* concurrency (SPEC §9) */
 	long long worker_threads;       /* request threads per process */
 	long long completion_threads;   /* threads finishing upstream calls */
+	long long batch_wait_ms;        /* an idle completion thread gathers a batch this long at most */
 	long long db_pool_size;         /* database connections per process */
 	long long max_inflight;         /* generations in flight per process (then 503) */
 	long long shutdown_grace_ms;    /* SIGTERM: time given to calls in flight */

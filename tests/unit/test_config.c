@@ -27,6 +27,11 @@ int main(void)
 	CHECK(config_parse(&c, "max_body = 12abc\n", err, sizeof err) < 0 && strstr(err, "max_body"),
 	      "non-integer refused");
 	CHECK(config_parse(&c, "max_body = 1\n", err, sizeof err) < 0, "integer below range refused");
+	CHECK(c.batch_wait_ms == 8, "batch_wait_ms defaults to 8");
+	CHECK(config_parse(&c, "batch_wait_ms = 0\n", err, sizeof err) == 0 && c.batch_wait_ms == 0,
+	      "batch_wait_ms = 0 (never gather) accepted");
+	CHECK(config_parse(&c, "batch_wait_ms = 1001\n", err, sizeof err) < 0 && strstr(err, "batch_wait_ms"),
+	      "batch_wait_ms above 1000 refused");
 	CHECK(config_parse(&c, "just words\n", err, sizeof err) < 0 && strstr(err, "line 1"),
 	      "line without '=' refused with its number");
 	config_release(&c);
