@@ -152,12 +152,12 @@ long long inflight_next_gap(long long gap_us, long long last_us, long long now_u
 	return last_us ? gap_us + (now_us - last_us - gap_us) / 8 : gap_us;
 }
 
-long long inflight_gather_us(unsigned n, long long head_us, long long gap_us,
+long long inflight_gather_us(unsigned n, long long held, long long head_us, long long gap_us,
 			     long long wait_ms, long long now_us)
 {
 	long long left = head_us + wait_ms * 1000 - now_us;
 
-	return n >= INFLIGHT_GATHER || left <= 0 || gap_us > left ? 0 : left;
+	return n >= INFLIGHT_GATHER || held <= (long long)n || left <= 0 || gap_us > left ? 0 : left;
 }
 
 static void to_jobs(struct inflight *f, struct conn *c, int kind)
@@ -431,7 +431,8 @@ static void *completion_main(void *arg)
 		 * that queue meanwhile go together (billed, reserved for) in the
 		 * next take.  An idle one gathers first: it waits for 8 jobs
 		 * while the next is due (jobs come faster than the time left of
-		 * batch_wait_ms since the head was queued), since a batch of 8
+		 * batch_wait_ms since the head was queued) and another
+		 * generation held could send it, since a batch of 8
 		 * costs the database about a fifth of what 8 alone do
 		 * (docs/concurrency.md).
 		 * Another joins when a batch's worth is queued or the head has
@@ -446,7 +447,8 @@ static void *completion_main(void *arg)
 				continue;
 			}
 			if (f->busy == 0) {
-				wait = inflight_gather_us(f->njobs, f->jobs_head->queued_us, f->gap_us,
+				wait = inflight_gather_us(f->njobs, atomic_load(&f->admitted),
+							  f->jobs_head->queued_us, f->gap_us,
 							  f->cfg->batch_wait_ms, mono_us());
 				if (f->stop || wait <= 0)
 					break;

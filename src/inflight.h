@@ -100,14 +100,16 @@ void inflight_gauges(struct inflight *f, long long *calls, long long *waiters);
 /* How an idle completion thread gathers a batch (pure; inflight.c uses
  * them under its lock, tests/unit/test_gather.c checks them).
  *
- * inflight_gather_us: how long to wait before taking the n jobs queued, the
- * first queued at head_us, jobs coming gap_us apart on average, waiting at
- * most wait_ms from head_us: 0 = take them now (INFLIGHT_GATHER are
- * queued, the wait is over, or the next job is not due before it ends).
+ * inflight_gather_us: how long to wait before taking the n jobs queued, of
+ * the held generations the process holds, the first queued at head_us, jobs
+ * coming gap_us apart on average, waiting at most wait_ms from head_us: 0 =
+ * take them now (INFLIGHT_GATHER are queued, every generation held has its
+ * job queued (a lone client's next job is its own next step), the wait is
+ * over, or the next job is not due before it ends).
  * inflight_next_gap: the average gap (a moving average of 8) after a job
  * queued at now_us, the one before at last_us (0: none). */
 #define INFLIGHT_GATHER 8
-long long inflight_gather_us(unsigned n, long long head_us, long long gap_us,
+long long inflight_gather_us(unsigned n, long long held, long long head_us, long long gap_us,
 			     long long wait_ms, long long now_us);
 long long inflight_next_gap(long long gap_us, long long last_us, long long now_us);
 
