@@ -61,7 +61,9 @@ CONF=$VAR/quotacache.conf
   echo "upstream_model = mock-model"
   echo "upstream_prices = mock-model:0.00015:0.0006"
   echo "upstream_timeout_ms = 30000"
-  echo "log_level = warn"; } >"$CONF"
+  echo "log_level = warn"
+  # settings to try, as bench/run.sh (BENCH_QC_SET="batch_wait_ms = 0")
+  [[ -z ${BENCH_QC_SET:-} ]] || tr ';' '\n' <<<"$BENCH_QC_SET"; } >"$CONF"
 export QC_CONFIG=$CONF
 "$CTL" migrate >&2
 MISS_KEY=$(for i in $(seq 1 64); do "$CTL" user add --email "miss$i@bench.invalid" --plan enterprise 2>/dev/null; done | paste -sd,)
