@@ -275,6 +275,9 @@ static const struct family families[] = {
 	  "Misses of one user offered to a shared reserve transaction, by outcome (together: reserved"
 	  " in it; declined: the database left them to be reserved one by one; lost: its connection"
 	  " was lost, and they were answered 503).", 0 },
+	{ "qc_batches_total", "counter",
+	  "Shared transactions that landed, by kind (reserve, bill): qc_reserved_together_total or"
+	  " qc_billed_together_total{outcome=\"together\"} over it is the average batch.", 0 },
 };
 
 static int is_money(const char *name) { return strstr(name, "_usd_") != NULL; }

@@ -447,6 +447,8 @@ void orch_reserve(struct orch **os, unsigned n, struct db *db, enum orch_step *s
 		metrics_count("qc_reserved_together_total",
 			      taken ? "outcome=\"together\"" : rc == QC_EDBDOWN ? "outcome=\"lost\"" :
 			      "outcome=\"declined\"", n);
+		if (taken)
+			metrics_count("qc_batches_total", "kind=\"reserve\"", 1);
 	}
 	for (unsigned k = 0; k < n; k++) {
 		struct orch *o = os[k];
@@ -990,6 +992,8 @@ static int bill_batch(struct orch_done *it, unsigned *idx, unsigned n, const int
 		billed = r->nrows == 1 && db_cell(r, 0, 0) && strcmp(db_cell(r, 0, 0), "ok") == 0;
 		db_rows_free(r);
 		metrics_count("qc_billed_together_total", billed ? "outcome=\"together\"" : "outcome=\"declined\"", n);
+		if (billed)
+			metrics_count("qc_batches_total", "kind=\"bill\"", 1);
 		return billed;
 	}
 	if (rc != QC_EDBDOWN)
@@ -1000,6 +1004,7 @@ static int bill_batch(struct orch_done *it, unsigned *idx, unsigned n, const int
 	case 1:
 		log_warn("orch", "a batch of %u answers was billed although its connection was lost", n);
 		metrics_count("qc_billed_together_total", "outcome=\"together\"", n);
+		metrics_count("qc_batches_total", "kind=\"bill\"", 1);
 		return 1;
 	case 0:
 		metrics_count("qc_billed_together_total", "outcome=\"lost\"", n);

@@ -104,6 +104,17 @@ def together():
     return metric("qc_billed_together_total", 'outcome="together"')
 
 
+def batches(kind):
+    """qc_batches_total{kind}: shared transactions that landed (read after together() or
+    reserved_together(), which wait for the workers' counts)."""
+    return metric("qc_batches_total", f'kind="{kind}"')
+
+
+def per_batch(misses, nbatch):
+    """misses / batches when each batch held 2 to 16 (the shared paths take n >= 2)."""
+    return nbatch >= 1 and 2 * nbatch <= misses <= 16 * nbatch
+
+
 def books_balance(user):
     """The user's rows, to check they agree: what quotacache billed, counted and stored."""
     one = lambda q: sql(q)[0]
@@ -141,6 +152,7 @@ if not FCGID:
               "new\nlines\r\n", "' OR 1=1 -- ", "%s %n {}", "\u00e9\u00e8 \u2028 \u2029", "<b>x</b> &amp;",
               "plain"]
     t0 = together()
+    bb0 = batches("bill")
     first = parallel(2 * len(tricky), lambda i: gen(t_key, f"[[latency:600]] {tricky[i % len(tricky)]} #{i} {RUN}",
                                                     task="together", timeout=60))
     got = [x for x in first if not isinstance(x, Exception) and x.status == 200]
@@ -152,6 +164,9 @@ if not FCGID:
           [x for x in more if isinstance(x, Exception) or x.status != 200][:2])
     check(together() - t0 >= 2, "answers that came back together were billed in one transaction"
           " (qc_billed_together_total{outcome=\"together\"} grew)", together() - t0)
+    check(per_batch(together() - t0, batches("bill") - bb0),
+          "qc_batches_total{kind=\"bill\"} counts the shared bills: 2 to 16 answers each",
+          (together() - t0, batches("bill") - bb0))
     again = parallel(2 * len(tricky), lambda i: gen(t_key, f"[[latency:600]] {tricky[i % len(tricky)]} #{i} {RUN}",
                                                     task="together", timeout=60))
     check(all(not isinstance(x, Exception) and x.status == 200 and x.json["cached"] is True
@@ -177,6 +192,7 @@ def hour_calls(user):
 if not FCGID:
     r_id, r_key, _ = new_user("pro_annual", prefix="rtogether")
     r0, answers, rounds = reserved_together(), 0, 0
+    rb0 = batches("reserve")
     for rnd in range(6):   # until misses met in a completion queue (bounded)
         rounds += 1
         res = parallel(24, lambda i: gen(r_key, f"reserve together {rnd} #{i} {RUN}", task="rtogether"))
@@ -188,6 +204,9 @@ if not FCGID:
           (answers, rounds))
     check(reserved_together() - r0 >= 2, "misses that waited together were reserved in one transaction"
           " (qc_reserved_together_total{outcome=\"together\"} grew)", reserved_together() - r0)
+    check(per_batch(reserved_together() - r0, batches("reserve") - rb0),
+          "qc_batches_total{kind=\"reserve\"} counts the shared reserves: 2 to 16 misses each",
+          (reserved_together() - r0, batches("reserve") - rb0))
     b = books_balance(r_id)
     check(balanced(b, answers) and hour_calls(r_id) == answers,
           f"... and the books balance: {answers} ledger rows, as many committed reservations, the counters"
