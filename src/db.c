@@ -560,13 +560,6 @@ out:
 	return rc;
 }
 
-static long long mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void backoff(int attempt)
 {
 	unsigned cap = attempt < 8 ? (1u << attempt) : 256u;   /* ms */
@@ -719,7 +712,7 @@ static enum qc_err run(struct db *db, const char *sql, const struct db_val *p,
 	if (db->conn && !is_read_only(sql) && time(NULL) - db->last_ok > 2 &&
 	    mysql_ping(db->conn) != 0)
 		db_disconnect(db);
-	long long budget_end = mono_ms() + db->cfg->db_retry_budget_ms;
+	long long budget_end = qc_mono_ms() + db->cfg->db_retry_budget_ms;
 
 	for (int attempt = 0;; attempt++) {
 		rc = run_once(db, sql, p, np, out, affected, rows);
@@ -753,7 +746,7 @@ static enum qc_err run(struct db *db, const char *sql, const struct db_val *p,
 			 * half-open one stays on this connection */
 			mysql_query(db->conn, "ROLLBACK");
 			atomic_fetch_add(&conflicts_total, 1);
-			if (attempt < DB_RETRIES && mono_ms() < budget_end) {
+			if (attempt < DB_RETRIES && qc_mono_ms() < budget_end) {
 				backoff(attempt);
 				continue;
 			}

@@ -67,7 +67,7 @@ static void *request_main(void *arg)
 		}
 		atomic_fetch_add(&busy, 1);
 		atomic_fetch_add(&accepted, 1);
-		c->t0_ms = orch_mono_ms();
+		c->t0_ms = qc_mono_ms();
 		http_req_init(&c->req, &c->fr);
 		log_set_request_id(c->req.id);
 		app.db = dbpool_get(app.pool);

@@ -79,14 +79,14 @@ struct conn *conn_new_background(void)
 	if (c) {
 		c->background = 1;
 		http_req_init(&c->req, NULL);
-		c->t0_ms = orch_mono_ms();
+		c->t0_ms = qc_mono_ms();
 	}
 	return c;
 }
 
 void conn_finish(struct conn *c)
 {
-	double secs = (double)(orch_mono_ms() - c->t0_ms) / 1000.0;
+	double secs = (double)(qc_mono_ms() - c->t0_ms) / 1000.0;
 
 	if (!c->background)
 		metrics_http(c->req.match.route ? c->req.match.route->name : "unmatched", c->req.status, secs);
@@ -139,14 +139,6 @@ static void to_loop(struct inflight *f, struct conn *c, int kind)
 	loop_wakeup(f);
 }
 
-static long long mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 long long inflight_next_gap(long long gap_us, long long last_us, long long now_us)
 {
 	return last_us ? gap_us + (now_us - last_us - gap_us) / 8 : gap_us;
@@ -164,7 +156,7 @@ static void to_jobs(struct inflight *f, struct conn *c, int kind)
 {
 	c->kind = kind;
 	c->next = NULL;
-	c->queued_us = mono_us();
+	c->queued_us = qc_mono_us();
 	pthread_mutex_lock(&f->mu);
 	f->gap_us = inflight_next_gap(f->gap_us, f->last_job_us, c->queued_us);
 	f->last_job_us = c->queued_us;
@@ -449,11 +441,11 @@ static void *completion_main(void *arg)
 			if (f->busy == 0) {
 				wait = inflight_gather_us(f->njobs, atomic_load(&f->admitted),
 							  f->jobs_head->queued_us, f->gap_us,
-							  f->cfg->batch_wait_ms, mono_us());
+							  f->cfg->batch_wait_ms, qc_mono_us());
 				if (f->stop || wait <= 0)
 					break;
 			} else {
-				wait = f->jobs_head->queued_us + SPILL_MS * 1000 - mono_us();
+				wait = f->jobs_head->queued_us + SPILL_MS * 1000 - qc_mono_us();
 				if (f->stop || f->njobs >= FINISH_BATCH || wait <= 0)
 					break;
 			}
@@ -653,7 +645,7 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 	struct inflight *f = userp;
 
 	(void)multi;
-	f->curl_due = timeout_ms < 0 ? -1 : orch_mono_ms() + timeout_ms;
+	f->curl_due = timeout_ms < 0 ? -1 : qc_mono_ms() + timeout_ms;
 	return 0;
 }
 
@@ -667,7 +659,7 @@ static void *loop_main(void *arg)
 	struct epoll_event evs[64];
 
 	for (;;) {
-		long long now = orch_mono_ms(), wait;
+		long long now = qc_mono_ms(), wait;
 		int running = 0, stop, n;
 
 		take_inbox(f, now);
@@ -675,7 +667,7 @@ static void *loop_main(void *arg)
 			f->curl_due = -1;
 			curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 		}
-		now = orch_mono_ms();
+		now = qc_mono_ms();
 		finished_transfers(f, now);
 		wait = timers(f, now, 1000);
 		pthread_mutex_lock(&f->mu);
@@ -769,13 +761,13 @@ int inflight_start(struct inflight *f)
 
 void inflight_stop(struct inflight *f, long long grace_ms)
 {
-	long long until = orch_mono_ms() + grace_ms;
+	long long until = qc_mono_ms() + grace_ms;
 	struct timespec ts = { 0, 20 * 1000000L };
 
 	if (!f->started)
 		return;
 	atomic_store(&f->draining, 1);
-	while (atomic_load(&f->admitted) > 0 && orch_mono_ms() < until)
+	while (atomic_load(&f->admitted) > 0 && qc_mono_ms() < until)
 		nanosleep(&ts, NULL);
 	if (atomic_load(&f->admitted) > 0) {
 		log_warn("inflight", "%ld generation(s) still in flight after %lld ms; releasing them",
@@ -784,8 +776,8 @@ void inflight_stop(struct inflight *f, long long grace_ms)
 		f->abort_all = 1;
 		pthread_mutex_unlock(&f->mu);
 		loop_wakeup(f);
-		until = orch_mono_ms() + 10000;
-		while (atomic_load(&f->admitted) > 0 && orch_mono_ms() < until)
+		until = qc_mono_ms() + 10000;
+		while (atomic_load(&f->admitted) > 0 && qc_mono_ms() < until)
 			nanosleep(&ts, NULL);
 	}
 	pthread_mutex_lock(&f->mu);

@@ -65,13 +65,6 @@ void gen_result_release(struct gen_result *r)
 	r->message = NULL;
 }
 
-long long orch_mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void orch_test_sleep(long long ms)
 {
 	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
@@ -193,7 +186,7 @@ static enum orch_step done(struct orch *o, struct db *db, enum qc_err rc, const 
 		flight_drop(db, o->fkey, o->owner);
 	o->leading = 0;
 	o->rc = rc;
-	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
+	o->r.latency_ms = qc_mono_ms() - o->t0_ms;
 	if (outcome)
 		event(o, outcome, 0, 0);
 	return ORCH_DONE;
@@ -215,7 +208,7 @@ static enum orch_step hit(struct orch *o, struct cache_entry *e)
 	serve_hit(e, &o->r, &saved_t, &saved_m);
 	cache_entry_release(e);
 	o->rc = QC_OK;
-	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
+	o->r.latency_ms = qc_mono_ms() - o->t0_ms;
 	event(o, "cached", saved_t, saved_m);
 	return ORCH_DONE;
 }
@@ -271,7 +264,7 @@ enum orch_step orch_begin(struct orch *o, struct db *db, const struct config *cf
 	o->user = *user;
 	o->in = *in;
 	o->now = now;
-	o->t0_ms = orch_mono_ms();
+	o->t0_ms = qc_mono_ms();
 	/* a dead leader's row lapses 2 s after its call would have timed out */
 	o->hold_s = cfg->upstream_timeout_ms / 1000 + 2;
 	o->model = in->model ? in->model : cfg->upstream_model;
@@ -495,7 +488,7 @@ enum orch_step orch_recheck(struct orch *o, struct db *db)
 		if (o->leading)
 			return call(o);
 	}
-	if (orch_mono_ms() >= o->wait_deadline_ms) {
+	if (qc_mono_ms() >= o->wait_deadline_ms) {
 		snprintf(o->r.error, sizeof o->r.error,
 			 "an identical request is still running; gave up waiting for it");
 		return done(o, db, QC_EBUSY, "timeout");
@@ -556,7 +549,7 @@ static enum qc_err finish_warming(struct orch *o, struct db *db, const struct up
 	qc_copy_utf8(plan, sizeof plan, o->user.plan);
 	qc_copy_utf8(task, sizeof task, o->in.task);
 	qc_copy_utf8(model, sizeof model, o->r.model);
-	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
+	o->r.latency_ms = qc_mono_ms() - o->t0_ms;
 	{
 		struct db_val p[19] = {
 			DB_STR(o->rid), DB_INT(o->user.id), DB_INT(o->now),
@@ -601,7 +594,7 @@ static enum qc_err finish_tx(struct orch *o, struct db *db, const struct upstrea
 	qc_copy_utf8(plan, sizeof plan, o->user.plan);
 	qc_copy_utf8(task, sizeof task, o->in.task);
 	qc_copy_utf8(model, sizeof model, o->r.model);
-	o->r.latency_ms = orch_mono_ms() - o->t0_ms;
+	o->r.latency_ms = qc_mono_ms() - o->t0_ms;
 	{
 		const char *arm = exp_arm_name((enum exp_arm)o->exp_arm);
 		struct db_val p[25] = {
@@ -872,7 +865,7 @@ static json_object *batch_doc(struct orch_done *it, const unsigned *idx, unsigne
 		qc_copy_utf8(plan, sizeof plan, o->user.plan);
 		qc_copy_utf8(task, sizeof task, o->in.task);
 		qc_copy_utf8(model, sizeof model, o->r.model);
-		o->r.latency_ms = orch_mono_ms() - o->t0_ms;
+		o->r.latency_ms = qc_mono_ms() - o->t0_ms;
 		json_object_object_add(a, "id", json_object_new_string(o->rid));
 		json_object_object_add(a, "u", json_object_new_int64(o->user.id));
 		json_object_object_add(a, "pt", json_object_new_int64(o->r.prompt_tokens));

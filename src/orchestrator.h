@@ -184,8 +184,6 @@ void orch_finish(struct orch_done *items, unsigned n, struct db *db, enum orch_s
 void orch_abort(struct orch *o, struct db *db, enum qc_err why, const char *msg);
 /* Free what o owns (not o itself). */
 void orch_release(struct orch *o);
-/* Monotonic clock in milliseconds. */
-long long orch_mono_ms(void);
 /* Sleep ms milliseconds (the test stall points only). */
 void orch_test_sleep(long long ms);
 

@@ -173,3 +173,16 @@ void qc_copy_utf8(char *dst, size_t dstsz, const char *src)
 	memcpy(dst, src, n);
 	dst[n] = 0;
 }
+
+long long qc_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+long long qc_mono_ms(void)
+{
+	return qc_mono_us() / 1000;
+}

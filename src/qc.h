@@ -73,6 +73,11 @@ void qc_sha256_hex(const void *data, size_t len, char out[65]);
  * Returns 0, or -1 if the generator failed (out is then unusable). */
 int qc_random_hex(char *out, size_t nbytes);
 
+/* The monotonic clock (CLOCK_MONOTONIC), in microseconds and milliseconds:
+ * for durations and deadlines, never for times stored or shown. */
+long long qc_mono_us(void);
+long long qc_mono_ms(void);
+
 /* Read a whole file of at most max bytes into a new NUL-terminated buffer
  * (caller frees); *len gets its size.  NULL if unreadable or larger. */
 char *qc_read_file(const char *path, long long max, size_t *len);

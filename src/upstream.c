@@ -51,13 +51,6 @@ struct upstream {
 	const struct config *cfg;
 };
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 struct upstream *upstream_new(const struct config *cfg)
 {
 	struct upstream *u = calloc(1, sizeof *u);
@@ -522,7 +515,7 @@ struct up_call *up_call_new(const struct config *c, const char *model, json_obje
 	}
 	if (!u->hdrs || !(u->h = curl_easy_init()))
 		goto fail;
-	u->started_ms = now_ms();
+	u->started_ms = qc_mono_ms();
 	u->deadline_ms = u->started_ms + c->upstream_timeout_ms;
 	u->rc = QC_EUPSTREAM;
 	return u;
@@ -555,7 +548,7 @@ void up_call_on_chunk(struct up_call *u, up_chunk_fn fn, void *ud)
 CURL *up_call_attempt(struct up_call *u)
 {
 	const struct config *c = u->cfg;
-	long long left = u->deadline_ms - now_ms();
+	long long left = u->deadline_ms - qc_mono_ms();
 
 	if (left <= 0) {
 		snprintf(u->res.error, sizeof u->res.error, "the upstream did not answer within %lld ms",
@@ -643,7 +636,7 @@ long long up_call_attempt_done(struct up_call *u, CURLcode cc)
 			return 0;
 		wait = upstream_backoff_ms(c->upstream_backoff_ms, u->attempt - 1, u->retry_after,
 					   (double)rand() / ((double)RAND_MAX + 1.0));
-		if (now_ms() + wait >= u->deadline_ms) {
+		if (qc_mono_ms() + wait >= u->deadline_ms) {
 			snprintf(r->error, sizeof r->error,
 				 "the upstream answered HTTP %ld and its Retry-After passes the time budget", status);
 			return 0;
@@ -674,7 +667,7 @@ enum qc_err up_call_result(struct up_call *u, struct upstream_result *r, double 
 	*r = u->res;
 	memset(&u->res, 0, sizeof u->res);   /* the content moves to r */
 	if (secs)
-		*secs = (double)(now_ms() - u->started_ms) / 1000.0;
+		*secs = (double)(qc_mono_ms() - u->started_ms) / 1000.0;
 	if (u->rc != QC_OK)
 		log_warn("upstream", "call failed after %d attempt(s): %s", r->attempts, r->error);
 	return u->rc;
